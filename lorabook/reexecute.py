@@ -1,0 +1,176 @@
+"""Re-execute the book's chapters in place, safely.
+
+Usage (from the repository root)::
+
+    python -m lorabook.reexecute              # every notebook listed in _toc.yml
+    python -m lorabook.reexecute book/ch01_gaussian_integrals.ipynb [...]
+
+Each notebook is executed top to bottom in a fresh kernel, with the working directory set to the
+notebook's folder (as the book build and nbval do). The executed notebook is written to a
+temporary file beside the original and moved into place only when every cell succeeded, so a
+failing cell never leaves a half-written chapter behind: the committed chapter stays untouched
+and the failing cell and its error are reported. Before executing, the Colab install cell's
+``BOOK_REPOSITORY`` is set to ``repository.url`` from ``_config.yml``.
+
+The tool reports progress (which chapter, how long it took) and exits with status 1 if any
+chapter failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPOSITORY_PATTERN = re.compile(r'^BOOK_REPOSITORY = "[^"\n]*"', re.MULTILINE)
+
+
+def find_book_root(start: Path | None = None) -> Path:
+    """Return the repository root: the nearest folder at or above ``start`` with ``_config.yml``."""
+    start = (start or Path.cwd()).resolve()
+    for folder in (start, *start.parents):
+        if (folder / "_config.yml").is_file() and (folder / "_toc.yml").is_file():
+            return folder
+    raise FileNotFoundError(f"no _config.yml and _toc.yml found at or above {start}")
+
+
+def repository_url(root: Path) -> str:
+    """The book's repository URL (``repository.url`` in ``_config.yml``; empty if unset)."""
+    import yaml
+
+    config = yaml.safe_load((root / "_config.yml").read_text(encoding="utf-8")) or {}
+    return str((config.get("repository") or {}).get("url") or "")
+
+
+def toc_notebooks(root: Path) -> list[Path]:
+    """Every ``.ipynb`` document listed in ``_toc.yml``, in table-of-contents order."""
+    import yaml
+
+    toc = yaml.safe_load((root / "_toc.yml").read_text(encoding="utf-8"))
+    files: list[str] = []
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            if "file" in node:
+                files.append(str(node["file"]))
+            if "root" in node:
+                files.append(str(node["root"]))
+            for key in ("parts", "chapters", "sections"):
+                for child in node.get(key, []) or []:
+                    walk(child)
+        elif isinstance(node, list):
+            for child in node:
+                walk(child)
+
+    walk(toc)
+    notebooks = []
+    for name in files:
+        path = root / name
+        if path.suffix == "":
+            path = path.with_suffix(".ipynb")
+        if path.suffix == ".ipynb" and path.is_file():
+            notebooks.append(path)
+    return notebooks
+
+
+def sync_install_cell(notebook: object, url: str) -> bool:
+    """Set ``BOOK_REPOSITORY`` in the notebook's install cell to ``url``; return whether found."""
+    for cell in notebook.cells:  # type: ignore[attr-defined]
+        if cell.cell_type == "code" and REPOSITORY_PATTERN.search(cell.source):
+            cell.source = REPOSITORY_PATTERN.sub(f'BOOK_REPOSITORY = "{url}"', cell.source)
+            return True
+    return False
+
+
+def execute_notebook(path: Path, url: str, timeout: int = 600) -> float:
+    """Execute ``path`` in a fresh kernel and replace it atomically; return the seconds taken.
+
+    Raises
+    ------
+    nbclient.exceptions.CellExecutionError
+        If a cell fails; the file on disk is then left untouched.
+    """
+    import nbclient
+    import nbformat
+
+    notebook = nbformat.read(path, as_version=4)
+    sync_install_cell(notebook, url)
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            cell.outputs = []
+            cell.execution_count = None
+            cell.metadata.pop("execution", None)
+    notebook.metadata["kernelspec"] = {
+        "display_name": "Python 3 (ipykernel)",
+        "language": "python",
+        "name": "python3",
+    }
+    client = nbclient.NotebookClient(
+        notebook,
+        timeout=timeout,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(path.parent)}},
+        record_timing=False,
+    )
+    started = time.perf_counter()
+    client.execute()
+    elapsed = time.perf_counter() - started
+    # Write beside the original, then rename: the chapter is replaced whole or not at all.
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".ipynb", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            nbformat.write(notebook, stream)
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+    return elapsed
+
+
+def _describe_failure(error: BaseException) -> str:
+    """A short description of a failed cell from nbclient's error."""
+    text = str(error)
+    lines = [line for line in text.splitlines() if line.strip()]
+    return "\n".join(lines[-12:])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m lorabook.reexecute",
+        description="Re-execute book chapters in place (atomically; failures leave files untouched).",
+    )
+    parser.add_argument("notebooks", nargs="*", type=Path, help="notebooks (default: all in _toc.yml)")
+    parser.add_argument("--timeout", type=int, default=600, help="per-cell timeout in seconds")
+    arguments = parser.parse_args(argv)
+
+    root = find_book_root()
+    notebooks = [path.resolve() for path in arguments.notebooks] or toc_notebooks(root)
+    missing = [str(path) for path in notebooks if not path.is_file()]
+    if missing:
+        parser.error(f"no such notebook: {', '.join(missing)}")
+    url = repository_url(root)
+    failures = []
+    for index, path in enumerate(notebooks, start=1):
+        name = os.path.relpath(path, root)
+        print(f"[{index}/{len(notebooks)}] {name} ...", end=" ", flush=True)
+        try:
+            elapsed = execute_notebook(path, url, timeout=arguments.timeout)
+        except Exception as error:  # report and go on with the other chapters
+            print("FAILED (file left untouched)")
+            print(_describe_failure(error), file=sys.stderr)
+            failures.append(name)
+            continue
+        print(f"ok, {elapsed:.1f} s")
+    if failures:
+        print(f"{len(failures)} chapter(s) failed: {', '.join(failures)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""Invariants of the book itself: table of contents, notebook hygiene, chapter standard, tooling."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from lorabook import reexecute
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))
+TOC_NOTEBOOKS = reexecute.toc_notebooks(ROOT)
+CHAPTERS = [path for path in TOC_NOTEBOOKS if re.match(r"ch\d\d_", path.name)]
+
+
+def _toc_files() -> list[str]:
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
+    files = [toc["root"]]
+    for part in toc["parts"]:
+        files += [chapter["file"] for chapter in part["chapters"]]
+    return files
+
+
+def test_every_toc_entry_exists() -> None:
+    for name in _toc_files():
+        candidates = [ROOT / f"{name}{suffix}" for suffix in (".md", ".ipynb")]
+        assert any(path.is_file() for path in candidates), f"{name} is in _toc.yml but missing"
+
+
+def test_every_chapter_notebook_is_in_the_toc() -> None:
+    # A chapter left out of the toc would be skipped by the build but still run by nbval.
+    listed = {path.resolve() for path in TOC_NOTEBOOKS}
+    for path in (ROOT / "book").glob("*.ipynb"):
+        assert path.resolve() in listed, f"{path.name} is not listed in _toc.yml"
+
+
+def test_toc_has_chapters() -> None:
+    assert len(CHAPTERS) >= 2, CHAPTERS
+
+
+@pytest.mark.parametrize("path", TOC_NOTEBOOKS, ids=lambda path: path.name)
+def test_notebook_executed_in_order_without_errors(path: Path) -> None:
+    notebook = nbformat.read(path, as_version=4)
+    counts = [cell.execution_count for cell in notebook.cells if cell.cell_type == "code"]
+    assert counts == list(range(1, len(counts) + 1)), (
+        f"{path.name}: execution counts {counts} are not 1..n; re-run `python -m lorabook.reexecute`"
+    )
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []):
+            assert output.output_type != "error", f"{path.name} has an error output"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda path: path.name)
+def test_chapter_meets_the_standard(path: Path) -> None:
+    """The structural part of book.md's "What a finished chapter has"."""
+    notebook = nbformat.read(path, as_version=4)
+    markdown = "\n".join(cell.source for cell in notebook.cells if cell.cell_type == "markdown")
+    code_cells = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    assert re.search(r"^\(ch-[a-z0-9-]+\)=\s*\n# ", markdown, re.MULTILINE), "label + title"
+    assert "Learning objectives" in markdown and "Prerequisites" in markdown
+    assert re.search(r"^#+ Summary", markdown, re.MULTILINE), "a Summary section"
+    exercises = re.findall(r"```\{exercise\}", markdown)
+    solutions = re.findall(r"```\{solution\}[^\n]*\n:class: dropdown", markdown)
+    assert 2 <= len(exercises) <= 6 and len(solutions) == len(exercises), (exercises, solutions)
+    assert re.search(r"```\{math\}\n:label: eq-", markdown), "labelled equations"
+    assert "{eq}`" in markdown and "{numref}`" in markdown and "{cite" in markdown
+    figures = [cell for cell in code_cells if "figure" in cell.metadata.get("mystnb", {})]
+    assert figures, "numbered, captioned figures (mystnb figure metadata)"
+    for cell in figures:
+        figure = cell.metadata["mystnb"]["figure"]
+        assert figure.get("name", "").startswith("fig-") and len(figure.get("caption", "")) > 20
+        assert "hide-input" in cell.metadata.get("tags", []), "plot code is folded"
+    assert any("assert " in cell.source for cell in code_cells), "agreement asserted in code"
+    assert any("sympy" in cell.source or "sp." in cell.source for cell in code_cells)
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda path: path.name)
+def test_install_cell_matches_config(path: Path) -> None:
+    notebook = nbformat.read(path, as_version=4)
+    first_code = next(cell for cell in notebook.cells if cell.cell_type == "code")
+    url = str(CONFIG["repository"]["url"] or "")
+    assert f'BOOK_REPOSITORY = "{url}"' in first_code.source, (
+        "the first code cell must be the Colab install cell, in sync with _config.yml "
+        "(run `python -m lorabook.reexecute`)"
+    )
+    assert first_code.outputs == [], "the install cell is silent when lorabook is installed"
+
+
+def test_config_fails_on_errors_and_numbers_figures() -> None:
+    assert CONFIG["execute"]["execute_notebooks"] == "force"
+    assert CONFIG["execute"]["allow_errors"] is False
+    assert CONFIG["execute"]["timeout"] > 0
+    sphinx_config = CONFIG["sphinx"]["config"]
+    assert sphinx_config["nb_execution_raise_on_error"] is True
+    assert sphinx_config["bibtex_reference_style"] == "author_year"
+    assert {"sphinx_exercise", "sphinx_proof"} <= set(CONFIG["sphinx"]["extra_extensions"])
+    assert CONFIG["only_build_toc_files"] is True
+
+
+def test_citations_resolve_to_the_bibliography() -> None:
+    bib = (ROOT / "book" / "references.bib").read_text(encoding="utf-8")
+    keys = set(re.findall(r"^@\w+\{([^,]+),", bib, re.MULTILINE))
+    sources = [(ROOT / "book" / "intro.md").read_text(encoding="utf-8")]
+    for path in TOC_NOTEBOOKS:
+        notebook = nbformat.read(path, as_version=4)
+        sources += [cell.source for cell in notebook.cells if cell.cell_type == "markdown"]
+    cited = set()
+    for text in sources:
+        for group in re.findall(r"\{cite(?::[a-z]+)?\}`([^`]+)`", text):
+            cited.update(key.strip() for key in group.split(","))
+    assert cited, "no citations found"
+    assert cited <= keys, f"unknown citation keys: {sorted(cited - keys)}"
+
+
+def _write_notebook(path: Path, sources: list[str]) -> None:
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_code_cell(source) for source in sources]
+    nbformat.write(notebook, path)
+
+
+def test_reexecute_replaces_a_notebook_only_on_success(tmp_path: Path) -> None:
+    good = tmp_path / "good.ipynb"
+    _write_notebook(good, ['BOOK_REPOSITORY = "old"', "print(6 * 7)"])
+    reexecute.execute_notebook(good, "https://example.org/repo", timeout=60)
+    executed = nbformat.read(good, as_version=4)
+    assert [cell.execution_count for cell in executed.cells] == [1, 2]
+    assert executed.cells[1].outputs[0]["text"] == "42\n"
+    assert executed.cells[0].source == 'BOOK_REPOSITORY = "https://example.org/repo"'
+
+    bad = tmp_path / "bad.ipynb"
+    _write_notebook(bad, ["x = 1", "raise RuntimeError('boom')", "print(x)"])
+    before = bad.read_bytes()
+    with pytest.raises(Exception, match="boom"):
+        reexecute.execute_notebook(bad, "", timeout=60)
+    assert bad.read_bytes() == before, "a failed execution must leave the notebook untouched"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["bad.ipynb", "good.ipynb"]
+
+
+def test_reexecute_cli_reports_failures(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    (tmp_path / "_config.yml").write_text("repository:\n  url: ''\n", encoding="utf-8")
+    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: a\n", encoding="utf-8")
+    bad = tmp_path / "a.ipynb"
+    _write_notebook(bad, ["1 / 0"])
+    monkeypatch.chdir(tmp_path)
+    assert reexecute.main([str(bad)]) == 1
+    captured = capsys.readouterr()
+    assert "FAILED" in captured.out and "ZeroDivisionError" in captured.err
