@@ -137,6 +137,35 @@ def activation_derivative(name: str) -> ArrayFunction:
     return lambda z: hermite_e.hermeval(z, coefficients)
 
 
+def activation_second_derivative(name: str) -> ArrayFunction:
+    """Return the second derivative ``s''`` as a vectorised numpy function.
+
+    For ReLU the second derivative is a Dirac delta at 0, which has no pointwise value: a
+    :class:`ValueError` is raised and callers must treat that term analytically. For the sigmoid
+    :math:`s'' = s'(1 - 2s)` (evaluated stably for large ``|z|``); for Hermite polynomials
+    :math:`\\mathrm{He}_k'' = k(k-1)\\mathrm{He}_{k-2}`.
+    """
+    check_activation(name)
+    if name == "relu":
+        raise ValueError("the second derivative of relu is a Dirac delta; treat it analytically")
+    if name == "linear":
+        return lambda z: np.zeros_like(np.asarray(z, dtype=float))
+    if name == "erf":
+        return lambda z: (-4.0 / np.sqrt(np.pi)) * np.asarray(z) * np.exp(-np.square(z))
+    if name == "sigmoid":
+
+        def sigmoid_second_derivative(z: np.ndarray) -> np.ndarray:
+            value = special.expit(z)
+            return value * (1.0 - value) * (1.0 - 2.0 * value)
+
+        return sigmoid_second_derivative
+    k = hermite_degree(name)
+    if k < 2:
+        return lambda z: np.zeros_like(np.asarray(z, dtype=float))
+    coefficients = k * (k - 1) * _hermite_basis_coefficients(k - 2)
+    return lambda z: hermite_e.hermeval(z, coefficients)
+
+
 def activation_sympy(name: str, z: sp.Symbol | None = None) -> sp.Expr:
     """Return the activation as a sympy expression in the symbol ``z``.
 

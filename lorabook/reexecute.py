@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import stat
 import sys
 import tempfile
 import time
@@ -124,6 +125,7 @@ def execute_notebook(path: Path, url: str, timeout: int = 600) -> float:
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
             nbformat.write(notebook, stream)
+        os.chmod(temporary, stat.S_IMODE(path.stat().st_mode))  # mkstemp makes it private
         os.replace(temporary, path)
     except BaseException:
         if os.path.exists(temporary):
