@@ -2,14 +2,18 @@
 
 The package behind the lorabook Jupyter Book. Modules are named after concepts:
 
-* :mod:`lorabook.gaussian`: Gaussian integrals (Hermite polynomials, exact moments);
+* :mod:`lorabook.gaussian`: Gaussian integrals (Hermite polynomials, exact moments, quadrature);
 * :mod:`lorabook.activations`: the named activations the book uses;
+* :mod:`lorabook.hermite`: Hermite coefficients and information exponents;
+* :mod:`lorabook.kernels`: closed-form Gaussian kernels of activation pairs;
 * :mod:`lorabook.lora`: the rank-one LoRA single-index model (search phase);
+* :mod:`lorabook.linear_finetuning`: full fine-tuning versus LoRA in linear regression;
 * :mod:`lorabook.plotting`: the book's single figure style;
 * :mod:`lorabook.reexecute`: re-execute the book's chapters in place.
 """
 
 from lorabook.activations import ACTIVATION_NAMES, activation, activation_derivative, check_activation
+from lorabook.linear_finetuning import fft_estimator, fft_excess_risk, lora_estimator
 from lorabook.lora import linearization, search_time
 
 __all__ = [
@@ -17,7 +21,10 @@ __all__ = [
     "activation",
     "activation_derivative",
     "check_activation",
+    "fft_estimator",
+    "fft_excess_risk",
     "linearization",
+    "lora_estimator",
     "search_time",
 ]
 
