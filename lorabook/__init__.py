@@ -6,6 +6,9 @@ The package behind the lorabook Jupyter Book. Modules are named after concepts:
 * :mod:`lorabook.activations`: the named activations the book uses;
 * :mod:`lorabook.hermite`: Hermite coefficients and information exponents;
 * :mod:`lorabook.kernels`: closed-form Gaussian kernels of activation pairs;
+* :mod:`lorabook.single_index`: the single-index model learned from scratch on the sphere;
+* :mod:`lorabook.sgd`: one-pass SGD simulators (full d-dimensional and exact reduced);
+* :mod:`lorabook.ode`: integration of overlap ODEs with escape events;
 * :mod:`lorabook.lora`: the rank-one LoRA single-index model (search phase);
 * :mod:`lorabook.linear_finetuning`: full fine-tuning versus LoRA in linear regression;
 * :mod:`lorabook.plotting`: the book's single figure style;
@@ -15,6 +18,8 @@ The package behind the lorabook Jupyter Book. Modules are named after concepts:
 from lorabook.activations import ACTIVATION_NAMES, activation, activation_derivative, check_activation
 from lorabook.linear_finetuning import fft_estimator, fft_excess_risk, lora_estimator
 from lorabook.lora import linearization, search_time
+from lorabook.ode import integrate_overlap_ode
+from lorabook.sgd import simulate_full, simulate_reduced, simulate_sgd
 
 __all__ = [
     "ACTIVATION_NAMES",
@@ -23,9 +28,13 @@ __all__ = [
     "check_activation",
     "fft_estimator",
     "fft_excess_risk",
+    "integrate_overlap_ode",
     "linearization",
     "lora_estimator",
     "search_time",
+    "simulate_full",
+    "simulate_reduced",
+    "simulate_sgd",
 ]
 
 __version__ = "0.1.0"

@@ -1,0 +1,437 @@
+"""One-pass spherical SGD for single-index models: a full simulator and an exact reduced one.
+
+Model. Inputs :math:`x \\sim \\mathcal N(0, I_d)`, fresh at every step; labels
+:math:`y = s_\\star(w_\\star\\cdot x)` with :math:`\\lVert w_\\star\\rVert = 1`; student weight
+
+.. math:: w = \\mu\\, w_\\star + u\\, v, \\qquad \\lVert v\\rVert = 1,
+
+with pre-training strength :math:`\\mu \\in [0, 1]` (frozen), scale :math:`u` (trained or frozen) and
+direction :math:`v` (trained by spherical SGD). Learning from scratch is :math:`\\mu = 0`,
+:math:`u = 1` frozen; rank-one LoRA on a pre-trained weight :math:`\\mu w_\\star` is
+:math:`\\mu > 0` with :math:`u` trained. With :math:`\\lambda = w\\cdot x`,
+:math:`\\lambda_\\star = w_\\star\\cdot x` and the per-sample loss :math:`\\tfrac12(s(\\lambda) - y)^2`,
+one step on a batch of :math:`B` samples is
+
+.. math::
+    h_i = (s(\\lambda_i) - y_i)\\, s'(\\lambda_i), \\qquad G_i = u\\, h_i,
+
+    v \\leftarrow \\frac{v - \\eta g}{\\lVert v - \\eta g\\rVert}, \\quad
+    g = \\frac1B \\sum_i G_i x_i, \\qquad
+    u \\leftarrow u - \\frac{\\eta}{B} \\sum_i h_i\\, (v\\cdot x_i) \\ \\text{(if trained)},
+
+both gradients evaluated at the current :math:`(u, v)`. The summary statistics are the overlap
+:math:`m = v\\cdot w_\\star` and the scale :math:`u`; time is :math:`t = \\eta \\times \\text{steps}`.
+
+Two simulators share one interface and one result type, :class:`SGDResult`:
+
+* :func:`simulate_full`: the :math:`d`-dimensional SGD itself, vectorised over seeds (a leading
+  seed axis), Gaussian samples drawn in chunks; cost :math:`O(S B d)` per step for :math:`S` seeds.
+* :func:`simulate_reduced`: exact in distribution with :math:`O(S B)` work per step, independent
+  of :math:`d`. With :math:`e` the unit vector of :math:`v` orthogonal to :math:`w_\\star`,
+  :math:`v = m w_\\star + \\sqrt{1 - m^2}\\, e`, each sample enters through
+  :math:`z_{1} = w_\\star\\cdot x` and :math:`z_{2} = e\\cdot x` (independent standard normals) and its
+  component :math:`x^\\perp` orthogonal to both. Given the :math:`z`'s, the :math:`G_i` are fixed and
+  :math:`\\sum_i G_i x_i^\\perp` is Gaussian in :math:`d - 2` dimensions with squared norm
+  :math:`(\\sum_i G_i^2)\\,\\chi^2_{d-2}`, independent of the in-plane parts. Hence
+
+  .. math:: m' = \\frac{m - \\eta a_1}{\\sqrt{(m - \\eta a_1)^2 + (\\sqrt{1-m^2} - \\eta a_2)^2
+            + \\eta^2 B^{-2} (\\sum_i G_i^2)\\, \\chi^2_{d-2}}}, \\qquad
+            a_j = \\frac1B\\sum_i G_i z_{j,i},
+
+  and, because the next samples are fresh and isotropic, :math:`(m, u)` is a Markov chain with
+  exactly the law of the full SGD's :math:`(m, u)`.
+
+Both draw the initial overlap first from the same generator, so the same ``seed`` gives the same
+:math:`m_0` in both simulators.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from lorabook.activations import activation as activation_function
+from lorabook.activations import activation_derivative, check_activation
+
+SIMULATORS: tuple[str, ...] = ("full", "reduced")
+"""Valid ``simulator`` names for :func:`simulate_sgd`."""
+
+_CHUNK_FLOATS = 2**21
+"""Gaussian numbers drawn per chunk (16 MB of float64): large enough to amortise the calls."""
+
+
+@dataclass(frozen=True)
+class SGDResult:
+    """Trajectories of the summary statistics of one-pass spherical SGD.
+
+    Attributes
+    ----------
+    steps
+        Recorded step numbers, shape ``(n_records,)``, starting at 0.
+    time
+        :math:`t = \\eta \\times` ``steps``.
+    overlap
+        :math:`m = v\\cdot w_\\star` per seed at the recorded steps, shape ``(n_seeds, n_records)``.
+    scale
+        :math:`u` per seed, same shape.
+    escape_step
+        Per seed, the first step at which the escape criterion held (``numpy.inf`` if never, or
+        if no ``escape_threshold`` was given), shape ``(n_seeds,)``.
+    dimension, batch_size, learning_rate, pretraining_strength, activation, teacher, simulator
+        The run's settings.
+    """
+
+    steps: np.ndarray
+    time: np.ndarray
+    overlap: np.ndarray
+    scale: np.ndarray
+    escape_step: np.ndarray
+    dimension: int
+    batch_size: int
+    learning_rate: float
+    pretraining_strength: float
+    activation: str
+    teacher: str
+    simulator: str
+
+    @property
+    def noise_strength(self) -> float:
+        """:math:`\\delta = \\eta d / B`."""
+        return self.learning_rate * self.dimension / self.batch_size
+
+    @property
+    def escape_time(self) -> np.ndarray:
+        """Per-seed escape time :math:`\\eta \\times` ``escape_step`` (``inf`` if never)."""
+        return self.learning_rate * self.escape_step
+
+    @property
+    def escape_samples(self) -> np.ndarray:
+        """Per-seed number of samples used until escape, :math:`B \\times` ``escape_step``."""
+        return self.batch_size * self.escape_step
+
+
+def _check_settings(
+    activation: str, teacher: str | None, dimension: int, learning_rate: float, batch_size: int,
+    n_steps: int, n_seeds: int, pretraining_strength: float, initial_scale: float,
+) -> str:
+    check_activation(activation)
+    teacher = activation if teacher is None else check_activation(teacher)
+    for name, value, minimum in (("dimension", dimension, 3), ("batch_size", batch_size, 1),
+                                 ("n_steps", n_steps, 0), ("n_seeds", n_seeds, 1)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+        if value < minimum:
+            raise ValueError(f"{name} must be at least {minimum}, got {value}")
+    if not np.isfinite(learning_rate) or learning_rate <= 0:
+        raise ValueError(f"learning_rate must be positive and finite, got {learning_rate!r}")
+    if not np.isfinite(pretraining_strength) or not 0 <= pretraining_strength <= 1:
+        raise ValueError(f"pretraining_strength mu must lie in [0, 1], got {pretraining_strength!r}")
+    if not np.isfinite(initial_scale):
+        raise ValueError(f"initial_scale must be finite, got {initial_scale!r}")
+    return teacher
+
+
+def _generator(seed: int | np.random.Generator) -> np.random.Generator:
+    if isinstance(seed, np.random.Generator):
+        return seed
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise TypeError(f"seed must be a non-negative int or a numpy.random.Generator, got {seed!r}")
+    return np.random.default_rng(int(seed))
+
+
+def record_steps(n_steps: int, n_records: int = 200, spacing: str = "log") -> np.ndarray:
+    """Steps at which the state is recorded: 0, then up to ``n_records - 1`` distinct steps to ``n_steps``.
+
+    ``spacing="log"`` spaces them geometrically from step 1 (for long search phases),
+    ``"linear"`` evenly from 0 (``n_records`` steps when ``n_records - 1`` divides ``n_steps``).
+    """
+    if isinstance(n_records, bool) or not isinstance(n_records, (int, np.integer)) or n_records < 2:
+        raise ValueError(f"n_records must be an integer >= 2, got {n_records!r}")
+    if spacing not in ("log", "linear"):
+        raise ValueError(f"spacing must be 'log' or 'linear', got {spacing!r}")
+    if n_steps == 0:
+        return np.zeros(1, dtype=np.int64)
+    if spacing == "log":
+        grid = np.geomspace(1, n_steps, n_records - 1)
+    else:
+        grid = np.linspace(0, n_steps, n_records)
+    return np.unique(np.concatenate([[0], np.rint(grid).astype(np.int64), [n_steps]]))
+
+
+def initial_overlaps(
+    rng: np.random.Generator, dimension: int, n_seeds: int, initial_overlap: object = None
+) -> np.ndarray:
+    """Initial overlaps :math:`m_0 = v_0\\cdot w_\\star`, one per seed.
+
+    Parameters
+    ----------
+    initial_overlap
+        ``None``: :math:`v_0` uniform on the sphere, i.e. the exact law
+        :math:`m_0 = 2\\beta - 1`, :math:`\\beta \\sim \\mathrm{Beta}(\\tfrac{d-1}2, \\tfrac{d-1}2)`
+        (density :math:`\\propto (1 - m^2)^{(d-3)/2}`, so :math:`m_0 \\approx \\mathcal N(0, 1/d)`);
+        ``"positive"``: the same law conditioned on :math:`m_0 > 0` (i.e. :math:`|m_0|`);
+        a number or an array of ``n_seeds`` numbers in :math:`[-1, 1]`: those values.
+    """
+    if initial_overlap is None or (isinstance(initial_overlap, str) and initial_overlap == "positive"):
+        half = (dimension - 1) / 2
+        values = 2.0 * rng.beta(half, half, size=n_seeds) - 1.0
+        return np.abs(values) if initial_overlap == "positive" else values
+    if isinstance(initial_overlap, str):
+        raise ValueError(f"initial_overlap must be None, 'positive', a number or an array; got {initial_overlap!r}")
+    values = np.broadcast_to(np.asarray(initial_overlap, dtype=float), (n_seeds,)).copy()
+    if not np.all(np.isfinite(values)) or np.any(np.abs(values) > 1):
+        raise ValueError("initial_overlap values must lie in [-1, 1]")
+    return values
+
+
+class _Recorder:
+    """Stores the state at the recorded steps and tracks the first escape step of each seed."""
+
+    def __init__(self, steps: np.ndarray, n_seeds: int, threshold: float | None, on_magnitude: bool):
+        self.steps = steps
+        self.overlap = np.empty((n_seeds, steps.size))
+        self.scale = np.empty((n_seeds, steps.size))
+        self.next = 0
+        self.threshold = threshold
+        self.on_magnitude = on_magnitude
+        self.escape_step = np.full(n_seeds, np.inf)
+
+    def observe(self, step: int, m: np.ndarray, u: np.ndarray) -> bool:
+        """Record if due; return True when every seed has escaped."""
+        if self.next < self.steps.size and step == self.steps[self.next]:
+            self.overlap[:, self.next] = m
+            self.scale[:, self.next] = u
+            self.next += 1
+        if self.threshold is None:
+            return False
+        value = np.abs(m) if self.on_magnitude else m
+        newly = (value >= self.threshold) & ~np.isfinite(self.escape_step)
+        self.escape_step[newly] = step
+        return bool(np.all(np.isfinite(self.escape_step)))
+
+    def finish(self, step: int, m: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Cut the records at ``step`` (an early stop) and make sure the last state is recorded."""
+        kept = self.next
+        steps, overlap, scale = self.steps[:kept], self.overlap[:, :kept], self.scale[:, :kept]
+        if kept == 0 or steps[-1] != step:
+            steps = np.append(steps, step)
+            overlap = np.column_stack([overlap, m])
+            scale = np.column_stack([scale, u])
+        return steps, overlap, scale
+
+
+def simulate_full(
+    activation: str,
+    *,
+    dimension: int,
+    learning_rate: float,
+    batch_size: int,
+    n_steps: int,
+    n_seeds: int,
+    seed: int | np.random.Generator,
+    teacher: str | None = None,
+    pretraining_strength: float = 0.0,
+    initial_scale: float = 1.0,
+    train_scale: bool = False,
+    initial_overlap: object = None,
+    n_records: int = 200,
+    spacing: str = "log",
+    escape_threshold: float | None = None,
+    escape_on_magnitude: bool = True,
+    stop_when_escaped: bool = False,
+) -> SGDResult:
+    """Full :math:`d`-dimensional one-pass spherical SGD, vectorised over seeds.
+
+    Implements the step of the module docstring on explicit Gaussian samples
+    :math:`x \\in \\mathbb R^d`, with a uniformly random teacher direction :math:`w_\\star`.
+
+    Parameters
+    ----------
+    activation, teacher
+        Student and teacher activation names (:data:`lorabook.activations.ACTIVATION_NAMES`); the
+        teacher defaults to the student.
+    dimension, learning_rate, batch_size
+        :math:`d \\ge 3`, :math:`\\eta > 0`, :math:`B \\ge 1`.
+    n_steps, n_seeds
+        Number of SGD steps and of independent runs (the leading axis of every array).
+    seed
+        An int or a :class:`numpy.random.Generator`; the same seed gives the same result.
+    pretraining_strength
+        :math:`\\mu \\in [0, 1]` (0: from scratch).
+    initial_scale, train_scale
+        :math:`u_0`, and whether :math:`u` is trained (with the same learning rate) or frozen.
+    initial_overlap
+        See :func:`initial_overlaps` (default: :math:`v_0` uniform on the sphere).
+    n_records, spacing
+        Recording grid, see :func:`record_steps`.
+    escape_threshold, escape_on_magnitude, stop_when_escaped
+        If a threshold is given, the first step with :math:`|m|` (or :math:`m`) at or above it is
+        stored per seed in :attr:`SGDResult.escape_step`; with ``stop_when_escaped`` the run ends
+        once every seed has escaped.
+
+    Returns
+    -------
+    SGDResult
+    """
+    return _simulate("full", activation, teacher, dimension, learning_rate, batch_size, n_steps,
+                     n_seeds, seed, pretraining_strength, initial_scale, train_scale, initial_overlap,
+                     n_records, spacing, escape_threshold, escape_on_magnitude, stop_when_escaped)
+
+
+def simulate_reduced(
+    activation: str,
+    *,
+    dimension: int,
+    learning_rate: float,
+    batch_size: int,
+    n_steps: int,
+    n_seeds: int,
+    seed: int | np.random.Generator,
+    teacher: str | None = None,
+    pretraining_strength: float = 0.0,
+    initial_scale: float = 1.0,
+    train_scale: bool = False,
+    initial_overlap: object = None,
+    n_records: int = 200,
+    spacing: str = "log",
+    escape_threshold: float | None = None,
+    escape_on_magnitude: bool = True,
+    stop_when_escaped: bool = False,
+) -> SGDResult:
+    """Exact reduced simulator of :func:`simulate_full`: same law of :math:`(m, u)`, O(B) per step.
+
+    Per step and seed it draws :math:`2B` standard normals :math:`(z_{1,i}, z_{2,i})` and one
+    :math:`\\chi^2_{d-2}` variable and applies the update of the module docstring. Parameters and
+    result are those of :func:`simulate_full`; the cost does not depend on ``dimension``.
+    """
+    return _simulate("reduced", activation, teacher, dimension, learning_rate, batch_size, n_steps,
+                     n_seeds, seed, pretraining_strength, initial_scale, train_scale, initial_overlap,
+                     n_records, spacing, escape_threshold, escape_on_magnitude, stop_when_escaped)
+
+
+def simulate_sgd(simulator: str, activation: str, **settings) -> SGDResult:
+    """Dispatch to :func:`simulate_full` (``"full"``) or :func:`simulate_reduced` (``"reduced"``)."""
+    if simulator not in SIMULATORS:
+        raise ValueError(f"unknown simulator {simulator!r}; valid simulators: {', '.join(SIMULATORS)}")
+    function = simulate_full if simulator == "full" else simulate_reduced
+    return function(activation, **settings)
+
+
+def _simulate(
+    simulator, activation, teacher, dimension, learning_rate, batch_size, n_steps, n_seeds, seed,
+    pretraining_strength, initial_scale, train_scale, initial_overlap, n_records, spacing,
+    escape_threshold, escape_on_magnitude, stop_when_escaped,
+) -> SGDResult:
+    teacher = _check_settings(activation, teacher, dimension, learning_rate, batch_size, n_steps,
+                              n_seeds, pretraining_strength, initial_scale)
+    if escape_threshold is not None and not 0 < escape_threshold <= 1:
+        raise ValueError(f"escape_threshold must lie in (0, 1], got {escape_threshold!r}")
+    if stop_when_escaped and escape_threshold is None:
+        raise ValueError("stop_when_escaped needs an escape_threshold")
+    rng = _generator(seed)
+    m0 = initial_overlaps(rng, dimension, n_seeds, initial_overlap)
+    recorder = _Recorder(record_steps(n_steps, n_records, spacing), n_seeds,
+                         None if escape_threshold is None else float(escape_threshold), escape_on_magnitude)
+    functions = (activation_function(activation), activation_derivative(activation), activation_function(teacher))
+    run = _run_full if simulator == "full" else _run_reduced
+    step, m, u = run(rng, functions, m0, float(initial_scale), dimension, float(learning_rate), batch_size,
+                     n_steps, float(pretraining_strength), bool(train_scale), recorder, stop_when_escaped)
+    steps, overlap, scale = recorder.finish(step, m, u)
+    return SGDResult(
+        steps=steps, time=learning_rate * steps.astype(float), overlap=overlap, scale=scale,
+        escape_step=recorder.escape_step, dimension=int(dimension), batch_size=int(batch_size),
+        learning_rate=float(learning_rate), pretraining_strength=float(pretraining_strength),
+        activation=activation, teacher=teacher, simulator=simulator,
+    )
+
+
+def _run_full(rng, functions, m0, u0, d, eta, batch, n_steps, mu, train_scale, recorder, stop):
+    s, s_prime, s_star = functions
+    n_seeds = m0.size
+    w_star = rng.standard_normal(d)
+    w_star /= np.linalg.norm(w_star)
+    # v0 = m0 w_* + sqrt(1 - m0^2) e with e uniform on the unit sphere orthogonal to w_*.
+    e = rng.standard_normal((n_seeds, d))
+    e -= np.outer(e @ w_star, w_star)
+    e /= np.linalg.norm(e, axis=1, keepdims=True)
+    v = m0[:, None] * w_star + np.sqrt(1.0 - m0**2)[:, None] * e
+    u = np.full(n_seeds, u0)
+    m = v @ w_star
+    if recorder.observe(0, m, u) and stop:
+        return 0, m, u
+    # Samples are drawn in chunks of whole steps when a step is small, else in blocks of samples.
+    per_step = n_seeds * batch * d
+    steps_per_chunk = max(1, _CHUNK_FLOATS // per_step)
+    block = batch if per_step <= _CHUNK_FLOATS else max(1, _CHUNK_FLOATS // (n_seeds * d))
+    step = 0
+    while step < n_steps:
+        chunk = min(steps_per_chunk, n_steps - step)
+        drawn = rng.standard_normal((chunk, n_seeds, batch, d)) if block == batch else None
+        for c in range(chunk):
+            grad_v = np.zeros((n_seeds, d))
+            grad_u = np.zeros(n_seeds)
+            for start in range(0, batch, block):
+                x = drawn[c] if drawn is not None else rng.standard_normal((n_seeds, min(block, batch - start), d))
+                along_v = (x @ v[:, :, None])[..., 0]  # v . x_i, shape (seeds, samples)
+                lam_star = x @ w_star
+                lam = mu * lam_star + u[:, None] * along_v
+                h = (s(lam) - s_star(lam_star)) * s_prime(lam)
+                grad_v += (((u[:, None] * h)[:, None, :]) @ x)[:, 0, :]
+                grad_u += np.sum(h * along_v, axis=1)
+            v = v - (eta / batch) * grad_v
+            v /= np.linalg.norm(v, axis=1, keepdims=True)
+            if train_scale:
+                u = u - (eta / batch) * grad_u
+            step += 1
+            m = np.clip(v @ w_star, -1.0, 1.0)
+            if recorder.observe(step, m, u) and stop:
+                return step, m, u
+    return step, m, u
+
+
+def _run_reduced(rng, functions, m0, u0, d, eta, batch, n_steps, mu, train_scale, recorder, stop):
+    s, s_prime, s_star = functions
+    n_seeds = m0.size
+    m = m0.copy()
+    u = np.full(n_seeds, u0)
+    if recorder.observe(0, m, u) and stop:
+        return 0, m, u
+    steps_per_chunk = max(1, _CHUNK_FLOATS // (2 * n_seeds * batch))
+    step = 0
+    while step < n_steps:
+        chunk = min(steps_per_chunk, n_steps - step)
+        z = rng.standard_normal((chunk, 2, n_seeds, batch))
+        chi_square = rng.chisquare(d - 2, size=(chunk, n_seeds))
+        labels = s_star(z[:, 0])  # the teacher's output does not depend on the state
+        for c in range(chunk):
+            z1, z2 = z[c, 0], z[c, 1]
+            r = np.sqrt(np.maximum(1.0 - m * m, 0.0))
+            along_v = m[:, None] * z1 + r[:, None] * z2
+            lam = mu * z1 + u[:, None] * along_v
+            h = (s(lam) - labels[c]) * s_prime(lam)
+            g = u[:, None] * h
+            in_plane_1 = m - (eta / batch) * np.sum(g * z1, axis=1)
+            in_plane_2 = r - (eta / batch) * np.sum(g * z2, axis=1)
+            out_of_plane = (eta / batch) ** 2 * np.sum(g * g, axis=1) * chi_square[c]
+            m = np.clip(in_plane_1 / np.sqrt(in_plane_1**2 + in_plane_2**2 + out_of_plane), -1.0, 1.0)
+            if train_scale:
+                u = u - (eta / batch) * np.sum(h * along_v, axis=1)
+            step += 1
+            if recorder.observe(step, m, u) and stop:
+                return step, m, u
+    return step, m, u
+
+
+def escape_time(result: SGDResult, threshold: float, on_magnitude: bool = True) -> np.ndarray:
+    """First recorded time at which :math:`|m|` (or :math:`m`) reaches ``threshold``, per seed.
+
+    Resolution is that of the recording grid (use ``escape_threshold`` in the simulators for
+    step resolution). Seeds that never reach it get ``numpy.inf``.
+    """
+    if not 0 < threshold <= 1:
+        raise ValueError(f"threshold must lie in (0, 1], got {threshold!r}")
+    value = np.abs(result.overlap) if on_magnitude else result.overlap
+    reached = value >= threshold
+    first = np.argmax(reached, axis=1)
+    return np.where(reached.any(axis=1), result.time[first], np.inf)
