@@ -1,9 +1,9 @@
 """pytest configuration for the chapters (collected by nbval from this folder).
 
 Kernels started by nbval inherit this process's environment: execute the chapters with
-single-threaded BLAS, exactly as ``python -m lorabook.reexecute`` and the book build do.
+single-threaded BLAS and the inline figure backend, exactly as ``python -m lorabook.reexecute`` and the book build do.
 """
 
-from lorabook.reexecute import use_single_threaded_blas
+from lorabook.reexecute import prepare_chapter_environment
 
-use_single_threaded_blas()
+prepare_chapter_environment()

@@ -39,10 +39,16 @@ thread scheduling can change the last bits of reductions. Values already set are
 """
 
 
-def use_single_threaded_blas() -> None:
-    """Set :data:`SINGLE_THREADED_BLAS` in ``os.environ`` (kernels started later inherit it)."""
+def prepare_chapter_environment() -> None:
+    """Set up ``os.environ`` for executing chapters (kernels started later inherit it).
+
+    Sets :data:`SINGLE_THREADED_BLAS` (values already set are kept) and removes
+    ``MPLBACKEND``: chapters draw with Jupyter's inline backend, and a non-interactive backend
+    such as ``Agg`` in the environment would make ``plt.show()`` produce no figure output.
+    """
     for key, value in SINGLE_THREADED_BLAS.items():
         os.environ.setdefault(key, value)
+    os.environ.pop("MPLBACKEND", None)
 
 
 def find_book_root(start: Path | None = None) -> Path:
@@ -113,7 +119,7 @@ def execute_notebook(path: Path, url: str, timeout: int = 600) -> float:
     import nbclient
     import nbformat
 
-    use_single_threaded_blas()
+    prepare_chapter_environment()
     notebook = nbformat.read(path, as_version=4)
     sync_install_cell(notebook, url)
     for cell in notebook.cells:

@@ -149,3 +149,16 @@ def test_reexecute_cli_reports_failures(tmp_path: Path, monkeypatch: pytest.Monk
     assert reexecute.main([str(bad)]) == 1
     captured = capsys.readouterr()
     assert "FAILED" in captured.out and "ZeroDivisionError" in captured.err
+
+
+def test_reexecute_keeps_figures_under_a_non_interactive_backend(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # MPLBACKEND=Agg in the environment used to make plt.show() silent in the kernels.
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    notebook = tmp_path / "figure.ipynb"
+    _write_notebook(notebook, ["import matplotlib.pyplot as plt\nplt.plot([0, 1])\nplt.show()"])
+    reexecute.execute_notebook(notebook, "", timeout=60)
+    outputs = nbformat.read(notebook, as_version=4).cells[0].outputs
+    assert any("image/png" in output.get("data", {}) for output in outputs), outputs
+    assert reexecute.SINGLE_THREADED_BLAS.keys() <= set(__import__("os").environ)
