@@ -22,7 +22,7 @@ In time :math:`t = \\eta\\times\\text{steps}` and with :math:`\\delta = \\eta d 
 where the first term is the spherical gradient flow and the second comes from the
 renormalisation (the squared norm of the gradient is :math:`\\approx d\\,\\mathbb E[G^2]/B`).
 
-For polynomial activations (``"linear"``, ``"He1"``...``"He10"``) every expectation is an exact
+For polynomial activations (``"linear"`` and ``"He1"`` to ``"He10"``) every expectation is an exact
 polynomial obtained with :func:`lorabook.gaussian.gaussian_expectation_sympy`; the numeric
 functions lambdify those same expressions. Other activations raise :class:`NotImplementedError`.
 """
