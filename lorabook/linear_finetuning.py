@@ -21,7 +21,13 @@ Contents:
   from ``B = 0``) and :func:`lora_alternating_least_squares`;
 * theory: :func:`fft_excess_risk` (inverse-Wishart moments), built from the sympy expressions of
   :func:`fft_excess_risk_expressions`;
-* Monte Carlo: :func:`excess_risk_monte_carlo`, vectorised over seeds.
+* Monte Carlo: :func:`excess_risk_monte_carlo`, vectorised over seeds;
+* LoRA's excess risk from spiked random-matrix theory: the reduction to truncated-SVD denoising
+  (:func:`whitened_shift`, :func:`input_covariance_sqrt`), the spiked-model limits
+  (:func:`spiked_noise_scale`, :func:`detection_threshold`, :func:`spiked_singular_value`,
+  :func:`spiked_overlaps`, :func:`noise_top_squared_singular_values`), the un-whitening
+  (:func:`unwhitening_factors`), the prediction (:func:`lora_excess_risk_prediction`,
+  :func:`lora_excess_risk_curve`) and the predicted best rank (:func:`optimal_rank`).
 
 Estimators, losses and risks accept stacks of problems: leading axes of ``X``, ``Y`` and ``A0``
 are batch axes (this is how the Monte Carlo is vectorised over seeds).
@@ -57,6 +63,20 @@ __all__ = [
     "spectral_task_shift",
     "task_shift_spectrum",
     "training_loss",
+    "LoraRiskPrediction",
+    "detection_threshold",
+    "input_covariance_sqrt",
+    "lora_excess_risk_curve",
+    "lora_excess_risk_prediction",
+    "noise_top_squared_singular_values",
+    "optimal_rank",
+    "estimated_optimal_rank",
+    "spike_strength_from_singular_value",
+    "spiked_noise_scale",
+    "spiked_overlaps",
+    "spiked_singular_value",
+    "unwhitening_factors",
+    "whitened_shift",
 ]
 
 #: Valid ``kind`` arguments of :func:`task_shift_spectrum`.
@@ -788,3 +808,436 @@ def excess_risk_monte_carlo(pretrained: np.ndarray, task_shift: np.ndarray, num_
         for j, shift in enumerate(_lora_shifts(V_X, inverse, Z, ranks)):
             lora_risks[j, start:stop] = np.sum((shift - D) ** 2, axis=(-2, -1))
     return fft_risks, lora_risks
+
+
+# ----------------------------------------------------------------------------- LoRA's excess risk
+def input_covariance_sqrt(X: np.ndarray) -> np.ndarray:
+    """Symmetric square root :math:`S^{1/2}` of the empirical input covariance :math:`S = X^\\top X / n`.
+
+    Computed from the thin SVD :math:`X = U_X \\Sigma V_X^\\top` as
+    :math:`S^{1/2} = V_X (\\Sigma/\\sqrt n) V_X^\\top` (so it is exactly zero off the row space of ``X``).
+
+    Parameters
+    ----------
+    X
+        Inputs, shape ``(..., n, dx)``.
+
+    Returns
+    -------
+    numpy.ndarray
+        :math:`S^{1/2}`, shape ``(..., dx, dx)``.
+    """
+    X = _matrix(X, "X")
+    _, singular, Vt = np.linalg.svd(X, full_matrices=False)
+    V = np.swapaxes(Vt, -1, -2)
+    return (V * (singular[..., None, :] / np.sqrt(X.shape[-2]))) @ Vt
+
+
+def whitened_shift(X: np.ndarray, Y: np.ndarray, A0: np.ndarray) -> np.ndarray:
+    """The whitened least-squares shift :math:`T = \\hat D\\,S^{1/2}` that LoRA truncates.
+
+    With :math:`\\hat D = (X^+(Y - XA_0^\\top))^\\top` (the FFT shift) and the thin SVD
+    :math:`X = U_X\\Sigma V_X^\\top`, :math:`T = (V_X U_X^\\top R)^\\top/\\sqrt n` with
+    :math:`R = Y - XA_0^\\top` (rows for numerically zero singular values dropped). In the
+    overdetermined regime,
+
+    .. math:: T = D^\\star S^{1/2} + \\frac{G}{\\sqrt n},\\qquad G = (V_X U_X^\\top E)^\\top,
+
+    and :math:`G` has i.i.d. :math:`\\mathcal N(0, \\sigma^2)` entries, independent of :math:`X`;
+    :func:`lora_estimator` equals :math:`A_0 + [T]_r S^{-1/2}`.
+
+    Parameters
+    ----------
+    X, Y, A0
+        Data ``(..., n, dx)``, ``(..., n, dy)`` and pre-trained weights ``(..., dy, dx)``.
+
+    Returns
+    -------
+    numpy.ndarray
+        :math:`T`, shape ``(..., dy, dx)``.
+    """
+    X, Y, A0 = _check_regression(X, Y, A0)
+    V_X, _, Z = _whitened_residual(X, Y, A0)
+    return np.swapaxes(V_X @ Z, -1, -2) / np.sqrt(X.shape[-2])
+
+
+def spiked_noise_scale(input_dimension: int, output_dimension: int, num_samples: int, noise_std: float) -> float:
+    """Noise scale :math:`\\tau = \\sigma\\sqrt{\\max(d_x, d_y)/n}` of the whitened shift.
+
+    The noise :math:`G/\\sqrt n` of :func:`whitened_shift` has entries of variance
+    :math:`\\sigma^2/n`; divided by :math:`\\tau` they have variance :math:`1/\\max(d_x, d_y)`, the
+    normalisation of the spiked model (:func:`spiked_singular_value`).
+    """
+    dx = _positive_int(input_dimension, "input_dimension")
+    dy = _positive_int(output_dimension, "output_dimension")
+    n = _positive_int(num_samples, "num_samples")
+    sigma = _nonnegative_float(noise_std, "noise_std")
+    return sigma * np.sqrt(max(dx, dy) / n)
+
+
+def _aspect_ratio(value: object) -> float:
+    c = _nonnegative_float(value, "aspect_ratio")
+    if not 0 < c <= 1:
+        raise ValueError(f"aspect_ratio must be in (0, 1] (short side / long side), got {c}")
+    return c
+
+
+def _spikes(theta: object) -> np.ndarray:
+    theta = np.asarray(theta, dtype=float)
+    if not np.all(np.isfinite(theta)) or np.any(theta < 0):
+        raise ValueError("spike strengths theta must be finite and >= 0")
+    return theta
+
+
+def detection_threshold(aspect_ratio: float) -> float:
+    """Detectability threshold :math:`\\theta_c = c^{1/4}` of a spike in rectangular Gaussian noise.
+
+    For :math:`M = \\sum_i \\theta_i a_i b_i^\\top + N`, :math:`N` of size ``p x q`` (``p <= q``)
+    with i.i.d. :math:`\\mathcal N(0, 1/q)` entries and :math:`c = p/q`, a spike separates from
+    the noise bulk (in the limit ``p, q -> infinity`` at fixed ``c``) iff :math:`\\theta > c^{1/4}`
+    (Benaych-Georges and Nadakuditi, 2012).
+    """
+    return _aspect_ratio(aspect_ratio) ** 0.25
+
+
+def spiked_singular_value(theta: float | np.ndarray, aspect_ratio: float) -> np.ndarray | float:
+    """Limiting singular value of :math:`M` attached to a spike of strength :math:`\\theta`.
+
+    .. math:: \\lambda(\\theta) = \\begin{cases} \\dfrac{\\sqrt{(1+\\theta^2)(c+\\theta^2)}}{\\theta},
+        & \\theta > c^{1/4},\\\\ 1 + \\sqrt c \\ \\text{(the bulk edge)}, & \\theta \\le c^{1/4}, \\end{cases}
+
+    in the normalisation of :func:`detection_threshold` (Benaych-Georges and Nadakuditi, 2012).
+    """
+    c = _aspect_ratio(aspect_ratio)
+    theta = _spikes(theta)
+    above = theta > c**0.25
+    safe = np.where(above, theta, 1.0)
+    value = np.where(above, np.sqrt((1 + safe**2) * (c + safe**2)) / safe, 1 + np.sqrt(c))
+    return float(value) if value.ndim == 0 else value
+
+
+def spiked_overlaps(theta: float | np.ndarray, aspect_ratio: float) -> tuple[np.ndarray | float, np.ndarray | float]:
+    """Limiting squared overlaps of the singular vectors attached to a spike with the spike's own.
+
+    .. math:: \\langle a, \\hat a\\rangle^2 = 1 - \\frac{c(1+\\theta^2)}{\\theta^2(\\theta^2 + c)}
+        \\ \\text{(short side)},\\qquad
+        \\langle b, \\hat b\\rangle^2 = 1 - \\frac{c+\\theta^2}{\\theta^2(\\theta^2 + 1)}
+        \\ \\text{(long side)},
+
+    for :math:`\\theta > c^{1/4}`, and 0 below (Benaych-Georges and Nadakuditi, 2012).
+
+    Returns
+    -------
+    short_side, long_side
+        The two squared overlaps (arrays shaped like ``theta``, or floats).
+    """
+    c = _aspect_ratio(aspect_ratio)
+    theta = _spikes(theta)
+    above = theta > c**0.25
+    t2 = np.where(above, theta, 1.0) ** 2
+    short = np.where(above, 1 - c * (1 + t2) / (t2 * (t2 + c)), 0.0)
+    long = np.where(above, 1 - (c + t2) / (t2 * (t2 + 1)), 0.0)
+    if short.ndim == 0:
+        return float(short), float(long)
+    return short, long
+
+
+def noise_top_squared_singular_values(aspect_ratio: float, short_dimension: int, count: int) -> np.ndarray:
+    """Finite-size locations of the ``count`` largest squared singular values of pure noise.
+
+    For :math:`N` of size ``p x q`` with i.i.d. :math:`\\mathcal N(0, 1/q)` entries the
+    eigenvalues of :math:`NN^\\top` follow the Marchenko-Pastur law with ratio :math:`c = p/q`,
+
+    .. math:: \\rho(x) = \\frac{\\sqrt{(x_+ - x)(x - x_-)}}{2\\pi c x},\\qquad x_\\pm = (1\\pm\\sqrt c)^2 .
+
+    The ``j``-th largest is placed at its classical location :math:`\\gamma_j`,
+    :math:`\\int_{\\gamma_j}^{x_+}\\rho = (j - 1/2)/p`; the top ones sit below the edge
+    :math:`x_+` by about :math:`p^{-2/3}` (the limit value :math:`x_+` overestimates them).
+
+    Parameters
+    ----------
+    aspect_ratio
+        :math:`c = p/q \\in (0, 1]`.
+    short_dimension
+        :math:`p`.
+    count
+        How many values, ``0..p``.
+    """
+    c = _aspect_ratio(aspect_ratio)
+    p = _positive_int(short_dimension, "short_dimension")
+    count = _positive_int(count, "count", minimum=0)
+    if count > p:
+        raise ValueError(f"count must be in 0..short_dimension = 0..{p}, got {count}")
+    lower, upper = (1 - np.sqrt(c)) ** 2, (1 + np.sqrt(c)) ** 2
+    # x = x_- + (x_+ - x_-)(1 - cos phi)/2 removes the square-root singularities at both edges.
+    phi = np.linspace(0.0, np.pi, 20001)
+    x = lower + (upper - lower) * (1 - np.cos(phi)) / 2
+    jacobian = (upper - lower) * np.sin(phi) / 2
+    root = np.sqrt(np.maximum((upper - x) * (x - lower), 0.0))
+    density = np.where(x > 0, root * jacobian / np.where(x > 0, x, 1.0), 0.0) / (2 * np.pi * c)
+    if lower == 0.0:
+        # c = 1: rho ~ 1/sqrt(x) at 0, but rho dx/dphi is smooth there (limit 2/pi); take its neighbour.
+        density[0] = density[1]
+    increments = (density[1:] + density[:-1]) / 2 * np.diff(phi)
+    tail = np.concatenate([np.cumsum(increments[::-1])[::-1], [0.0]])
+    tail /= tail[0]
+    targets = (np.arange(1, count + 1) - 0.5) / p
+    return np.interp(targets, tail[::-1], x[::-1])
+
+
+def unwhitening_factors(input_dimension: int, num_samples: int, true_rank: int) -> tuple[float, float]:
+    """How the un-whitening :math:`S^{-1/2}` inflates errors, in the overdetermined regime.
+
+    Write the error of the whitened estimate as :math:`W = W P_B + W(I - P_B)` where
+    :math:`P_B` projects on the row space :math:`B` of the whitened signal :math:`D^\\star S^{1/2}`
+    (dimension ``k``). The first part becomes :math:`W P_B S^{-1/2}`, whose rows lie in the row
+    space of :math:`D^\\star`; the prediction keeps its size (factor 1), which is exact for the
+    bias (a dropped spike :math:`-s\\,u v^\\top S^{1/2}` becomes :math:`-s\\,u v^\\top`) but
+    neglects the inflation of its noise-driven part, on average
+    :math:`\\mathbb{E}\\operatorname{tr}(P_B S^{-1})/k = n/(n-k-1)` (a few percent of that part when
+    :math:`d_x/n \\le 1/2`). Given :math:`S`, the second part is invariant under rotations of
+    :math:`B^\\perp`, so
+
+    .. math:: \\mathbb{E}\\|W(I-P_B)S^{-1/2}\\|_F^2 = \\kappa\\,\\mathbb{E}\\|W(I-P_B)\\|_F^2,\\qquad
+        \\kappa = \\frac{1}{d_x - k}\\Big(\\frac{n d_x}{n - d_x - 1} - \\frac{n k}{n - k - 1}\\Big),
+
+    using :math:`\\mathbb{E}\\operatorname{tr} S^{-1} = n d_x/(n - d_x - 1)` and
+    :math:`\\mathbb{E}\\operatorname{tr}(P_B S^{-1}) = \\mathbb{E}\\operatorname{tr}(V^\\top S V)^{-1}
+    = n k/(n - k - 1)` (inverse-Wishart means). (Treating :math:`\\|W(I-P_B)\\|_F` as independent of
+    :math:`S` is the other approximation.) At ``k = 0``, :math:`\\kappa = n/(n - d_x - 1)`.
+
+    Returns
+    -------
+    signal_factor, complement_factor
+        ``(1.0, kappa)``.
+    """
+    dx = _positive_int(input_dimension, "input_dimension")
+    n = _positive_int(num_samples, "num_samples")
+    k = _positive_int(true_rank, "true_rank", minimum=0)
+    if n < dx + 2:
+        raise ValueError(f"the un-whitening factor needs the overdetermined regime n >= dx + 2 (dx = {dx}, n = {n})")
+    if k >= dx:
+        return 1.0, float(n / (n - dx - 1))  # no complement left; value unused
+    kappa = (n * dx / (n - dx - 1) - n * k / (n - k - 1)) / (dx - k)
+    return 1.0, float(kappa)
+
+
+class LoraRiskPrediction(NamedTuple):
+    """Predicted expected excess risk of LoRA and its three parts (all in units of :math:`\\|\\cdot\\|_F^2`)."""
+
+    excess_risk: float  #: the sum of the three parts
+    missed_signal: float  #: sum of s_i^2 over spikes not kept or not detectable (bias)
+    kept_signal_error: float  #: error on the kept detectable spikes (after un-whitening)
+    kept_noise: float  #: squared noise singular values of kept components without a detectable spike (after un-whitening)
+
+
+def _check_spectrum(singular_values: object) -> np.ndarray:
+    s = np.asarray(singular_values, dtype=float)
+    if s.ndim != 1:
+        raise ValueError(f"singular_values must be a 1-d sequence, got shape {s.shape}")
+    if not np.all(np.isfinite(s)) or np.any(s < 0):
+        raise ValueError("singular_values must be finite and non-negative")
+    return np.sort(s)[::-1]
+
+
+def lora_excess_risk_prediction(singular_values: Sequence[float] | np.ndarray, input_dimension: int,
+                                output_dimension: int, num_samples: int, noise_std: float,
+                                rank: int, include_unwhitening: bool = True) -> LoraRiskPrediction:
+    """Spiked random-matrix prediction of LoRA's expected excess risk (overdetermined regime).
+
+    LoRA truncates :math:`T = D^\\star S^{1/2} + G/\\sqrt n` (:func:`whitened_shift`) to rank ``r``
+    and un-whitens. In units of :math:`\\tau` (:func:`spiked_noise_scale`) the task shift's
+    singular values become spikes :math:`\\theta_i = s_i/\\tau`, with :math:`c = \\min(d_x,d_y)/\\max(d_x,d_y)`.
+    Let :math:`\\ell` be the number of detectable spikes (:math:`\\theta_i > c^{1/4}`), and for each
+    of them :math:`\\lambda_i` (:func:`spiked_singular_value`) and the squared overlaps
+    :math:`\\alpha_i^2` (output side) and :math:`\\beta_i^2` (input side) from
+    :func:`spiked_overlaps`. With :math:`p = \\min(d_x, d_y)`, :math:`q = \\max(d_x, d_y)`,
+    :math:`\\kappa` from :func:`unwhitening_factors` and :math:`\\mu_j(c', p')` from
+    :func:`noise_top_squared_singular_values` (the components left after the :math:`\\ell` detected
+    spikes behave like noise projected off the spikes' subspaces, a :math:`(p-\\ell)\\times(q-\\ell)`
+    Gaussian matrix with entry variance :math:`1/q`),
+
+    .. math:: \\mathcal E_r \\approx \\sum_{i \\notin K} s_i^2
+        + \\tau^2 \\sum_{i\\in K} \\big[\\theta_i^2 + \\lambda_i^2\\beta_i^2 - 2\\theta_i\\lambda_i\\alpha_i\\beta_i
+        + \\kappa\\,\\lambda_i^2 (1 - \\beta_i^2)\\big]
+        + \\kappa\\,\\tau^2\\,\\frac{q - \\ell}{q} \\sum_{j=1}^{r - |K|} \\mu_j\\Big(\\frac{p-\\ell}{q-\\ell}, p - \\ell\\Big) ,
+
+    where :math:`K` is the set of the :math:`\\min(r, \\ell)` largest (detectable) spikes. The first
+    sum is the bias (spikes dropped or drowned in noise), the second the error on the recovered
+    spikes (the part along the true input directions is not inflated by the un-whitening, the
+    rest is, by :math:`\\kappa`), the third the noise components that fill the remaining rank.
+
+    Parameters
+    ----------
+    singular_values
+        :math:`s_1, \\dots, s_k` of :math:`D^\\star` (any order; zeros allowed).
+    input_dimension, output_dimension
+        :math:`d_x, d_y`.
+    num_samples
+        :math:`n \\ge d_x + 2`.
+    noise_std
+        :math:`\\sigma > 0`.
+    rank
+        LoRA rank :math:`r` in ``1..min(dx, dy)``.
+    include_unwhitening
+        If False, set :math:`\\kappa = 1`: the prediction of the whitened error
+        :math:`\\|[T]_r - D^\\star S^{1/2}\\|_F^2` (to measure what the un-whitening adds).
+
+    Returns
+    -------
+    LoraRiskPrediction
+        ``(excess_risk, missed_signal, kept_signal_error, kept_noise)``.
+    """
+    return _lora_predictions(singular_values, input_dimension, output_dimension, num_samples, noise_std, [rank],
+                             include_unwhitening)[0]
+
+
+def _lora_predictions(singular_values: object, input_dimension: int, output_dimension: int, num_samples: int,
+                      noise_std: float, ranks: Sequence[int], include_unwhitening: bool = True) -> list[LoraRiskPrediction]:
+    if not isinstance(include_unwhitening, (bool, np.bool_)):
+        raise TypeError(f"include_unwhitening must be True or False, got {include_unwhitening!r}")
+    s = _check_spectrum(singular_values)
+    dx = _positive_int(input_dimension, "input_dimension")
+    dy = _positive_int(output_dimension, "output_dimension")
+    n = _positive_int(num_samples, "num_samples")
+    sigma = _nonnegative_float(noise_std, "noise_std")
+    if sigma == 0:
+        raise ValueError("noise_std must be > 0 (without noise LoRA at rank >= k is exact)")
+    if n < dx + 2:
+        raise ValueError(f"the prediction covers the overdetermined regime n >= dx + 2 (dx = {dx}, n = {n}); "
+                         "below it LoRA shares FFT's unseen-direction bias")
+    if s.size > min(dx, dy):
+        raise ValueError(f"at most min(dx, dy) = {min(dx, dy)} singular values, got {s.size}")
+    ranks = [_check_rank(r, dx, dy) for r in ranks]
+    p, q = min(dx, dy), max(dx, dy)
+    c = p / q
+    tau = spiked_noise_scale(dx, dy, n, sigma)
+    theta = s / tau
+    detectable = theta > c**0.25
+    m = int(np.sum(detectable))  # s is sorted, so the detectable spikes come first
+    lam = spiked_singular_value(theta[:m], c) if m else np.zeros(0)
+    short, long = spiked_overlaps(theta[:m], c) if m else (np.zeros(0), np.zeros(0))
+    # Output side (length dy) and input side (length dx): the short side is the smaller dimension.
+    alpha2, beta2 = (short, long) if dy <= dx else (long, short)
+    true_rank = int(np.sum(s > 0))
+    _, kappa = unwhitening_factors(dx, n, true_rank) if include_unwhitening else (1.0, 1.0)
+    spike_cost = tau**2 * (theta[:m] ** 2 + lam**2 * beta2 - 2 * theta[:m] * lam * np.sqrt(alpha2 * beta2)
+                           + kappa * lam**2 * (1 - beta2))
+    # The components left after the m detected spikes behave like the noise projected off the
+    # spikes' left and right subspaces: a (p - m) x (q - m) Gaussian matrix with entry variance 1/q.
+    # (At finite size this matters: the pure-noise top values would overestimate them by ~10%.)
+    max_noise = max(max(ranks) - min(max(ranks), m), 0)
+    noise = ((q - m) / q * noise_top_squared_singular_values((p - m) / (q - m), p - m, max_noise)
+             if max_noise else np.zeros(0))
+    total_energy = float(np.sum(s**2))
+    predictions = []
+    for r in ranks:
+        kept = min(r, m)
+        missed = total_energy - float(np.sum(s[:kept] ** 2))
+        signal_error = float(np.sum(spike_cost[:kept]))
+        kept_noise = float(kappa * tau**2 * np.sum(noise[: r - kept]))
+        predictions.append(LoraRiskPrediction(missed + signal_error + kept_noise, missed, signal_error, kept_noise))
+    return predictions
+
+
+def lora_excess_risk_curve(singular_values: Sequence[float] | np.ndarray, input_dimension: int,
+                           output_dimension: int, num_samples: int, noise_std: float,
+                           ranks: Sequence[int], include_unwhitening: bool = True) -> np.ndarray:
+    """:func:`lora_excess_risk_prediction` at several ranks at once; returns the predicted risks (array)."""
+    return np.array([p.excess_risk for p in _lora_predictions(singular_values, input_dimension, output_dimension,
+                                                              num_samples, noise_std, list(ranks), include_unwhitening)])
+
+
+def optimal_rank(singular_values: Sequence[float] | np.ndarray, input_dimension: int, output_dimension: int,
+                 num_samples: int, noise_std: float, max_rank: int | None = None) -> int:
+    """The LoRA rank that minimises the predicted excess risk, :math:`\\arg\\min_r \\mathcal E_r`.
+
+    Uses :func:`lora_excess_risk_prediction`: a spike is worth a rank when it is detectable and
+    its predicted error is below its energy :math:`s_i^2` (the cost of dropping it); components
+    without a detectable spike only add noise, so the minimiser is at most the number of
+    detectable spikes.
+
+    Parameters
+    ----------
+    singular_values, input_dimension, output_dimension, num_samples, noise_std
+        As in :func:`lora_excess_risk_prediction`.
+    max_rank
+        Largest rank considered (default ``min(dx, dy)``).
+
+    Returns
+    -------
+    int
+        The predicted best rank, in ``1..max_rank``.
+    """
+    dx = _positive_int(input_dimension, "input_dimension")
+    dy = _positive_int(output_dimension, "output_dimension")
+    top = min(dx, dy) if max_rank is None else _check_rank(max_rank, dx, dy)
+    risks = lora_excess_risk_curve(singular_values, dx, dy, num_samples, noise_std, range(1, top + 1))
+    return int(np.argmin(risks)) + 1
+
+
+def spike_strength_from_singular_value(singular_value: float | np.ndarray, aspect_ratio: float) -> np.ndarray | float:
+    """Invert :func:`spiked_singular_value`: the spike strength whose outlier sits at ``singular_value``.
+
+    Solving :math:`\\lambda^2 = (1+\\theta^2)(c+\\theta^2)/\\theta^2` for :math:`\\theta^2 > \\sqrt c`,
+
+    .. math:: \\theta^2 = \\tfrac12\\Big(\\lambda^2 - 1 - c + \\sqrt{(\\lambda^2 - 1 - c)^2 - 4c}\\Big)
+        \\qquad (\\lambda > 1 + \\sqrt c),
+
+    and 0 for values at or below the bulk edge :math:`1 + \\sqrt c` (no detectable spike).
+    """
+    c = _aspect_ratio(aspect_ratio)
+    lam = _spikes(singular_value)
+    above = lam > 1 + np.sqrt(c)
+    b = np.where(above, lam**2 - 1 - c, 2 * np.sqrt(c))
+    theta2 = (b + np.sqrt(np.maximum(b**2 - 4 * c, 0.0))) / 2
+    theta = np.where(above, np.sqrt(theta2), 0.0)
+    return float(theta) if theta.ndim == 0 else theta
+
+
+def estimated_optimal_rank(X: np.ndarray, Y: np.ndarray, A0: np.ndarray, noise_std: float | None = None,
+                           max_rank: int | None = None) -> int:
+    """A data-driven LoRA rank: :func:`optimal_rank` with the task shift's spectrum estimated from ``T``.
+
+    The singular values :math:`\\hat\\lambda_j` of the whitened shift :math:`T` (:func:`whitened_shift`),
+    in units of :math:`\\tau` (:func:`spiked_noise_scale`), that exceed the bulk edge
+    :math:`1 + \\sqrt c` are mapped back to spike strengths (:func:`spike_strength_from_singular_value`),
+    :math:`\\hat s_j = \\tau\\hat\\theta_j`, and the rank minimising the predicted risk for
+    :math:`\\hat s` is returned (1 if no value exceeds the edge). When ``noise_std`` is not given it
+    is estimated from the least-squares residual, :math:`\\hat\\sigma^2 =
+    \\|Y - X\\hat A_{\\rm FFT}^\\top\\|_F^2 / ((n - d_x) d_y)` (unbiased).
+
+    Parameters
+    ----------
+    X, Y, A0
+        One overdetermined problem: ``(n, dx)``, ``(n, dy)``, ``(dy, dx)`` with ``n >= dx + 2``.
+    noise_std
+        :math:`\\sigma` if known.
+    max_rank
+        Largest rank considered (default ``min(dx, dy)``).
+
+    Returns
+    -------
+    int
+        The estimated best rank.
+    """
+    X, Y, A0 = _check_regression(X, Y, A0)
+    if X.ndim != 2 or A0.ndim != 2:
+        raise ValueError("estimated_optimal_rank takes a single problem (2-d X, Y, A0)")
+    n, dx = X.shape
+    dy = Y.shape[1]
+    if n < dx + 2:
+        raise ValueError(f"estimated_optimal_rank needs the overdetermined regime n >= dx + 2 (dx = {dx}, n = {n})")
+    if noise_std is None:
+        residual = Y - X @ fft_estimator(X, Y, A0).T
+        sigma = float(np.sqrt(np.sum(residual**2) / ((n - dx) * dy)))
+    else:
+        sigma = _nonnegative_float(noise_std, "noise_std")
+    c = min(dx, dy) / max(dx, dy)
+    tau = spiked_noise_scale(dx, dy, n, sigma)
+    observed = np.linalg.svd(whitened_shift(X, Y, A0), compute_uv=False) / tau
+    strengths = spike_strength_from_singular_value(observed, c)
+    strengths = strengths[strengths > 0]
+    if strengths.size == 0:
+        return 1
+    return optimal_rank(tau * strengths, dx, dy, n, sigma, max_rank=max_rank)
