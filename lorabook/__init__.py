@@ -17,7 +17,7 @@ The package behind the lorabook Jupyter Book. Modules are named after concepts:
 
 from lorabook.activations import ACTIVATION_NAMES, activation, activation_derivative, check_activation
 from lorabook.linear_finetuning import fft_estimator, fft_excess_risk, lora_estimator
-from lorabook.lora import linearization, search_time
+from lorabook.lora import linearization, overlap_ode_rhs, population_risk, search_time
 from lorabook.ode import integrate_overlap_ode
 from lorabook.sgd import simulate_full, simulate_reduced, simulate_sgd
 
@@ -31,6 +31,8 @@ __all__ = [
     "integrate_overlap_ode",
     "linearization",
     "lora_estimator",
+    "overlap_ode_rhs",
+    "population_risk",
     "search_time",
     "simulate_full",
     "simulate_reduced",

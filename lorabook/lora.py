@@ -30,7 +30,31 @@ over :math:`z \\sim \\mathcal N(0, 1)`:
 These are derived exactly with sympy where a closed form exists (linear, Hermite polynomials,
 erf, ReLU) and evaluated by adaptive quadrature otherwise (sigmoid). The escape rate is the
 positive eigenvalue :math:`\\lambda_+ = (B + \\sqrt{B^2 + 4A^2})/2` and the characteristic search
-time :math:`\\tau(\\mu) = 1/\\lambda_+`, in units of learning rate :math:`\\times` steps.
+time :math:`\\tau(\\mu) = 1/\\lambda_+`, in units of learning rate :math:`\\times` steps
+(:func:`linearization`, :func:`search_time`).
+
+Away from the pre-trained point the module gives the whole overlap flow:
+
+* :func:`risk_function_sympy`, :func:`population_risk`: :math:`F(q, \\rho)` from the correlation
+  kernels of :mod:`lorabook.kernels`, and :math:`R(u, m)`;
+* :func:`risk_derivatives_sympy`, :func:`risk_derivatives`: :math:`(F_q, F_\\rho)` in Price's-theorem
+  form, :math:`F_\\rho = -\\mathbb E[s'(\\lambda) s_\\star'(\\lambda_\\star)]`,
+  :math:`F_q = \\tfrac12\\mathbb E[s'(\\lambda)^2 + s(\\lambda)s''(\\lambda)] - \\tfrac12\\mathbb E[s''(\\lambda)s_\\star(\\lambda_\\star)]`,
+  exact and finite on the whole region :math:`q \\ge \\rho^2` including its boundary
+  (:math:`\\sqrt{q - \\rho^2}` is evaluated as :math:`|u|\\sqrt{1 - m^2}`);
+* :func:`gradient_second_moment`: :math:`\\mathbb E[G^2]`, the mean square of the per-sample gradient
+  coefficient :math:`G = u(s(\\lambda) - s_\\star(\\lambda_\\star))s'(\\lambda)` on :math:`v`;
+* :func:`overlap_ode_rhs`, :func:`overlap_drift_sympy`: the overlap ODE in time
+  :math:`t = \\eta \\times` steps,
+
+  .. math:: \\dot u = -\\partial_u R, \\qquad
+            \\dot m = -(1 - m^2)\\,\\partial_m R - \\frac{\\delta}{2}\\, m\\,\\mathbb E[G^2],
+
+  with :math:`\\delta = \\eta d / B` (the second-order effect of renormalising :math:`v`; derived in
+  :func:`overlap_ode_rhs`). Its Jacobian at :math:`(0, 0)` is the matrix above.
+
+Pairs involving the sigmoid have no closed forms and use quadrature (inner Gauss-Hermite, outer
+adaptive) with absolute errors below about 1e-10.
 """
 
 from __future__ import annotations
@@ -47,8 +71,9 @@ from lorabook.activations import (
     activation_second_derivative,
     activation_sympy,
     check_activation,
+    is_polynomial,
 )
-from lorabook.gaussian import gaussian_expectation_sympy
+from lorabook.gaussian import gaussian_expectation_sympy, half_line_expectation_sympy
 
 MU = sp.Symbol("mu", positive=True)
 """The pre-training strength symbol used in every expression of this module."""
@@ -113,13 +138,15 @@ def pretrained_risk_derivatives_sympy(activation: str, teacher: str | None = Non
     Raises
     ------
     NotImplementedError
-        If no closed form exists (any pair involving ``"sigmoid"``); use
-        :func:`linearization`, which falls back to quadrature.
+        For pairs with a sigmoid (no closed form) and mixed pairs of two different
+        non-polynomial activations (erf with ReLU, where sympy's integration does not finish in
+        reasonable time); :func:`linearization` evaluates those by quadrature.
     """
     teacher_name = _teacher_name(activation, teacher)
-    if "sigmoid" in (activation, teacher_name):
+    if not _closed_form_linearization_pair(activation, teacher_name):
         raise NotImplementedError(
-            "the sigmoid has no closed-form Gaussian integrals; linearization() uses quadrature"
+            f"no closed form is derived for the pair ({activation!r}, {teacher_name!r}) "
+            "(sigmoid, or erf with relu); linearization() uses quadrature"
         )
     student = activation_sympy(activation, _Z)
     target = activation_sympy(teacher_name, _Z)
@@ -153,30 +180,53 @@ def _linearization_function(activation: str, teacher: str):
 
 
 def _quadrature(function, tolerance: float = 1e-13) -> float:
-    """E over z ~ N(0, 1) of a smooth function by adaptive quadrature on the real line."""
+    """E over z ~ N(0, 1) of a piecewise-smooth function by adaptive quadrature.
+
+    The real line is split at 0, where ReLU and its derivative have their kink and jump.
+    """
     density = lambda z: np.exp(-0.5 * z * z) / np.sqrt(2.0 * np.pi)  # noqa: E731
-    value, _ = integrate.quad(lambda z: function(z) * density(z), -np.inf, np.inf,
-                              epsabs=tolerance, epsrel=tolerance, limit=200)
-    return value
+    total = 0.0
+    for lower, upper in ((-np.inf, 0.0), (0.0, np.inf)):
+        value, _ = integrate.quad(lambda z: function(z) * density(z), lower, upper,
+                                  epsabs=tolerance, epsrel=tolerance, limit=200)
+        total += value
+    return total
 
 
-def _sigmoid_pair_linearization(activation: str, teacher: str, mu: float) -> tuple[float, float]:
-    """(A, B) by quadrature from the same one-dimensional formulas, for pairs with a sigmoid.
+def _closed_form_linearization_pair(activation: str, teacher: str) -> bool:
+    """Whether :func:`linearization` uses the sympy closed form for this student/teacher pair.
+
+    sympy integrates every pair without a sigmoid in which the two activations are equal or one
+    of them is a polynomial, in at most a few seconds; for mixed pairs of two different
+    non-polynomial activations (erf and ReLU) its integration can run for minutes, so those go to
+    quadrature like the sigmoid.
+    """
+    if "sigmoid" in (activation, teacher):
+        return False
+    return activation == teacher or is_polynomial(activation) or is_polynomial(teacher)
+
+
+def _quadrature_linearization(activation: str, teacher: str, mu: float) -> tuple[float, float]:
+    """(A, B) by adaptive quadrature of the same one-dimensional formulas.
 
     Uses lorabook's numerically stable numpy forms of the activations (sympy's lambdified sigmoid
-    overflows for large negative arguments).
+    overflows for large negative arguments). For a ReLU student :math:`s'(\\mu z)^2 = \\Theta(z)` and
+    :math:`s'' = \\delta`, whose term is analytic:
+    :math:`\\mathbb E[\\delta(\\mu z)(s(\\mu z) - s_\\star(z))] = -s_\\star(0)/(\\mu\\sqrt{2\\pi})`.
     """
-    if activation == "relu":
-        raise NotImplementedError("a relu student with a sigmoid teacher is not supported")
-    student = activation_function(activation)
-    first = activation_derivative(activation)
-    second = activation_second_derivative(activation)
     target = activation_function(teacher)
     target_first = activation_derivative(teacher)
-    risk_q = 0.5 * _quadrature(
-        lambda z: first(mu * z) ** 2 + second(mu * z) * (student(mu * z) - target(z))
-    )
-    risk_rho = -_quadrature(lambda z: first(mu * z) * target_first(z))
+    if activation == "relu":
+        risk_q = 0.5 * (0.5 - float(target(np.array(0.0))) / (mu * np.sqrt(2.0 * np.pi)))
+        risk_rho = -_quadrature(lambda z: (z > 0) * target_first(z))
+    else:
+        student = activation_function(activation)
+        first = activation_derivative(activation)
+        second = activation_second_derivative(activation)
+        risk_q = 0.5 * _quadrature(
+            lambda z: first(mu * z) ** 2 + second(mu * z) * (student(mu * z) - target(z))
+        )
+        risk_rho = -_quadrature(lambda z: first(mu * z) * target_first(z))
     return -(2.0 * mu * risk_q + risk_rho), -2.0 * risk_q
 
 
@@ -200,8 +250,9 @@ def linearization(activation: str, mu: float | np.ndarray, teacher: str | None =
     -------
     (A, B)
         Floats for scalar ``mu``, arrays of ``mu``'s shape otherwise. Exact closed forms
-        (lambdified from :func:`linearization_sympy`) where they exist, adaptive quadrature
-        (absolute and relative tolerance 1e-13) for the sigmoid.
+        (lambdified from :func:`linearization_sympy`) for pairs of equal activations and pairs
+        with a polynomial; adaptive quadrature (absolute and relative tolerance 1e-13) for pairs
+        with a sigmoid and mixed erf/ReLU pairs.
 
     Raises
     ------
@@ -210,8 +261,8 @@ def linearization(activation: str, mu: float | np.ndarray, teacher: str | None =
     """
     teacher_name = _teacher_name(activation, teacher)
     values = check_pretraining_strength(mu)
-    if "sigmoid" in (activation, teacher_name):
-        pairs = [_sigmoid_pair_linearization(activation, teacher_name, float(value)) for value in values.ravel()]
+    if not _closed_form_linearization_pair(activation, teacher_name):
+        pairs = [_quadrature_linearization(activation, teacher_name, float(value)) for value in values.ravel()]
         coefficient_a = np.array([pair[0] for pair in pairs]).reshape(values.shape)
         coefficient_b = np.array([pair[1] for pair in pairs]).reshape(values.shape)
     else:
@@ -252,3 +303,656 @@ def search_time(activation: str, mu: float | np.ndarray, teacher: str | None = N
     with np.errstate(divide="ignore"):
         time = np.where(rate > 0, 1.0 / np.where(rate > 0, rate, 1.0), np.inf)
     return float(time) if np.ndim(time) == 0 else time
+
+
+# ---------------------------------------------------------------------------------------------
+# The full overlap flow: population risk, its gradient in (q, rho), and the ODE right-hand side.
+# ---------------------------------------------------------------------------------------------
+
+Q = sp.Symbol("q", positive=True)
+"""Student norm symbol :math:`q = \\operatorname{Var}\\lambda`."""
+RHO = sp.Symbol("rho", real=True)
+"""Student-teacher overlap symbol :math:`\\rho = \\operatorname{Cov}(\\lambda, \\lambda_\\star)`."""
+U = sp.Symbol("u", real=True)
+"""LoRA scale symbol :math:`u`."""
+M = sp.Symbol("m", real=True)
+"""LoRA direction overlap symbol :math:`m = v\\cdot w_\\star`."""
+
+# Internal stand-in for sqrt(q - rho^2) = |u| sqrt(1 - m^2): numerically it is computed from (u, m)
+# directly, never by subtracting q - rho^2 (which cancels catastrophically near the boundary).
+_SIGMA = sp.Symbol("sigma", nonnegative=True)
+_A2 = sp.Symbol("a", real=True)
+_B2 = sp.Symbol("b", real=True)
+
+# Quadrature settings (see _conditional_expectation): inner Gauss-Hermite nodes and the absolute
+# and relative tolerances of the adaptive outer integral.
+_INNER_NODES = 64
+_OUTER_EPSABS = 1e-12
+_OUTER_EPSREL = 1e-10
+
+
+def check_direction_overlap(m: object) -> np.ndarray:
+    """Validate the overlap :math:`m = v\\cdot w_\\star \\in [-1, 1]` (scalar or array).
+
+    Raises
+    ------
+    TypeError
+        If ``m`` is not a real number or array.
+    ValueError
+        If any value is not finite or lies outside ``[-1, 1]``.
+    """
+    try:
+        values = np.asarray(m, dtype=float)
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"overlap m must be a real number or array, got {m!r}") from error
+    if not np.all(np.isfinite(values)) or np.any(np.abs(values) > 1.0):
+        raise ValueError(f"overlap m = v . w_* must lie in [-1, 1] (v and w_* are unit vectors), got {m!r}")
+    return values
+
+
+def _check_scale(u: object) -> np.ndarray:
+    try:
+        values = np.asarray(u, dtype=float)
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"LoRA scale u must be a real number or array, got {u!r}") from error
+    if not np.all(np.isfinite(values)):
+        raise ValueError(f"LoRA scale u must be finite, got {u!r}")
+    return values
+
+
+def _overlap_state(mu: object, u: object, m: object) -> tuple[np.ndarray, ...]:
+    """Validated, broadcast (mu, u, m) and the derived (q, rho, sigma = sqrt(q - rho^2))."""
+    mu = check_pretraining_strength(mu)
+    u = _check_scale(u)
+    m = check_direction_overlap(m)
+    mu, u, m = np.broadcast_arrays(mu, u, m)
+    rho = mu + u * m
+    # q = rho^2 + u^2 (1 - m^2): a sum of non-negative terms, exact to rounding near q = rho^2.
+    sigma = np.abs(u) * np.sqrt((1.0 - m) * (1.0 + m))
+    q = rho**2 + sigma**2
+    return mu, u, m, q, rho, sigma
+
+
+def _as_output(value: np.ndarray, shape: tuple[int, ...]) -> float | np.ndarray:
+    value = np.asarray(value, dtype=float).reshape(shape)
+    return float(value) if value.ndim == 0 else value
+
+
+def _closed_form_pair(activation: str, teacher: str) -> bool:
+    return "sigmoid" not in (activation, teacher)
+
+
+def _to_internal(expr: sp.Expr) -> sp.Expr:
+    """Kernel expression in (c11, c12, c22) -> (q, rho, sigma) with c11 = q, c12 = rho, c22 = 1.
+
+    ``sqrt(q - rho^2)`` becomes the symbol sigma and ``asin(rho/sqrt(q))``, ``acos(rho/sqrt(q))``
+    become ``atan2(rho, sigma)`` and ``atan2(sigma, rho)``: the same functions on q >= rho^2, but
+    evaluated from sigma = |u| sqrt(1 - m^2) they keep full relative precision at the boundary.
+    """
+    from lorabook.kernels import C11, C12, C22
+
+    expr = sp.sympify(expr).subs({C11: Q, C12: RHO, C22: 1}, simultaneous=True)
+    expr = expr.subs(sp.sqrt(Q - RHO**2), _SIGMA)
+    expr = expr.subs(sp.asin(RHO / sp.sqrt(Q)), sp.atan2(RHO, _SIGMA))
+    expr = expr.subs(sp.acos(RHO / sp.sqrt(Q)), sp.atan2(_SIGMA, RHO))
+    if any(power.base == Q - RHO**2 for power in expr.atoms(sp.Pow)):
+        # A power of q - rho^2 that is not sqrt(q - rho^2) itself would lose precision (or be
+        # singular) at the boundary: refuse rather than evaluate it naively.
+        raise AssertionError(f"unreduced power of q - rho^2 in {expr}")
+    return expr
+
+
+def _from_internal(expr: sp.Expr) -> sp.Expr:
+    """Back to the symbols (q, rho) only, for printing: sigma -> sqrt(q - rho^2)."""
+    expr = expr.subs(sp.atan2(RHO, _SIGMA), sp.asin(RHO / sp.sqrt(Q)))
+    expr = expr.subs(sp.atan2(_SIGMA, RHO), sp.acos(RHO / sp.sqrt(Q)))
+    return sp.simplify(expr.subs(_SIGMA, sp.sqrt(Q - RHO**2)))
+
+
+def _safe_sqrt(x):
+    # Arguments of square roots are non-negative on q >= rho^2; clip rounding residue.
+    return np.sqrt(np.maximum(x, 0.0))
+
+
+def _safe_asin(x):
+    return np.arcsin(np.clip(x, -1.0, 1.0))
+
+
+def _lambdify_internal(expr: sp.Expr):
+    function = sp.lambdify(
+        (Q, RHO, _SIGMA), expr,
+        modules=[{"sqrt": _safe_sqrt, "asin": _safe_asin, "atan2": np.arctan2}, "numpy"],
+    )
+    return lambda q, rho, sigma: np.broadcast_to(np.asarray(function(q, rho, sigma), dtype=float),
+                                                 np.broadcast_shapes(np.shape(q), np.shape(rho), np.shape(sigma)))
+
+
+@lru_cache(maxsize=None)
+def _risk_internal(activation: str, teacher: str) -> sp.Expr:
+    from lorabook.kernels import correlation_kernel_sympy
+
+    self_term = correlation_kernel_sympy(activation, activation, Q, Q, Q)
+    cross_term = correlation_kernel_sympy(activation, teacher)
+    target_term = correlation_kernel_sympy(teacher, teacher, 1, 1, 1)
+    return sp.Rational(1, 2) * (self_term - 2 * _to_internal(cross_term) + target_term)
+
+
+def _no_closed_form(activation: str, teacher: str, what: str) -> NotImplementedError:
+    return NotImplementedError(
+        f"no closed form for the {what} of ({activation!r}, {teacher!r}): pairs with the sigmoid "
+        "have none; the numerical functions of lorabook.lora use quadrature instead"
+    )
+
+
+def risk_function_sympy(activation: str, teacher: str | None = None) -> sp.Expr:
+    """Exact :math:`F(q, \\rho) = \\tfrac12\\mathbb E[(s(\\lambda) - s_\\star(\\lambda_\\star))^2]` in the symbols :data:`Q`, :data:`RHO`.
+
+    With :math:`K_{f,g}` the correlation kernels of :mod:`lorabook.kernels`,
+
+    .. math:: F(q, \\rho) = \\tfrac12\\big[K_{s,s}(q, q, q) - 2K_{s,s_\\star}(q, \\rho, 1)
+              + K_{s_\\star,s_\\star}(1, 1, 1)\\big].
+
+    Parameters
+    ----------
+    activation
+        Student activation name (see :data:`lorabook.activations.ACTIVATION_NAMES`).
+    teacher
+        Teacher activation name; ``None`` means the same as the student.
+
+    Returns
+    -------
+    sympy.Expr
+        :math:`F` in :data:`Q` (positive) and :data:`RHO` (real), valid on :math:`q \\ge \\rho^2`.
+
+    Raises
+    ------
+    NotImplementedError
+        For pairs involving ``"sigmoid"`` (no closed form; :func:`population_risk` uses quadrature).
+    ValueError, TypeError
+        For unknown activation names (the message lists the valid names).
+    """
+    teacher_name = _teacher_name(activation, teacher)
+    if not _closed_form_pair(activation, teacher_name):
+        raise _no_closed_form(activation, teacher_name, "population risk")
+    return _from_internal(_risk_internal(activation, teacher_name))
+
+
+# --- Quadrature for pairs without closed forms -------------------------------------------------
+
+@lru_cache(maxsize=1)
+def _inner_rule() -> tuple[np.ndarray, np.ndarray]:
+    """Probabilists' Gauss-Hermite nodes and weights (normalised to 1) for the inner expectation."""
+    nodes, weights = np.polynomial.hermite_e.hermegauss(_INNER_NODES)
+    return nodes, weights / np.sqrt(2.0 * np.pi)
+
+
+def _teacher_inner_moments(teacher: str, kind: str, mean: np.ndarray, sd: np.ndarray) -> np.ndarray:
+    """E[b(mean + sd y)], y ~ N(0, 1), for b = s_*^k (kind "power1", "power2") or s_*' ("derivative").
+
+    Closed forms for relu (mean/sd Gaussian moments of relu, relu^2 and Theta); Gauss-Hermite with
+    _INNER_NODES nodes otherwise (exact for polynomials up to degree 127; for erf^2 and the sigmoid,
+    whose integrands are analytic with sd <= 1, the error is at rounding level).
+    """
+    from scipy import special
+
+    if teacher == "relu":
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(sd > 0, mean / np.where(sd > 0, sd, 1.0), np.sign(mean) * np.inf)
+        cdf = special.ndtr(ratio)
+        pdf = np.where(np.isfinite(ratio), np.exp(-0.5 * np.minimum(ratio**2, 1e300)) / np.sqrt(2 * np.pi), 0.0)
+        if kind == "power1":
+            return mean * cdf + sd * pdf
+        if kind == "power2":
+            return (mean**2 + sd**2) * cdf + mean * sd * pdf
+        return cdf
+    function = activation_function(teacher) if kind != "derivative" else activation_derivative(teacher)
+    power = 2 if kind == "power2" else 1
+    nodes, weights = _inner_rule()
+    values = function(mean[..., None] + sd[..., None] * nodes) ** power
+    return values @ weights
+
+
+def _conditional_expectation(terms, teacher: str, q, rho, sigma) -> np.ndarray:
+    """E[sum_k a_k(lambda) b_k(lambda_*)] by conditioning on lambda.
+
+    With lambda = sqrt(q) x and lambda_* = (rho/sqrt(q)) x + (sigma/sqrt(q)) y, x, y independent
+    standard normals, the inner expectation over y is :func:`_teacher_inner_moments` and the outer
+    one over x is adaptive (scipy.integrate.quad_vec on (-inf, 0] and [0, inf), so a kink of the
+    student at 0 sits on a breakpoint) with absolute tolerance 1e-12 and relative tolerance 1e-10
+    in the max norm over all evaluation points.
+
+    ``terms`` is a list of (a, kind) with a a numpy function of lambda and kind one of "one",
+    "power1", "power2", "derivative" (b = 1, s_*, s_*^2, s_*').
+    """
+    from scipy import integrate
+
+    q, rho, sigma = (np.asarray(v, dtype=float).ravel() for v in (q, rho, sigma))
+    scale = np.sqrt(q)
+    positive = scale > 0
+    # q = 0 means w = 0: lambda = 0 and rho = 0, so lambda_* is independent of lambda.
+    slope = np.divide(rho, scale, out=np.zeros_like(rho), where=positive)
+    residual = np.divide(sigma, scale, out=np.ones_like(sigma), where=positive)
+
+    def integrand(x: float) -> np.ndarray:
+        student_value = scale * x
+        mean = slope * x
+        total = np.zeros_like(q)
+        for student_factor, kind in terms:
+            inner = 1.0 if kind == "one" else _teacher_inner_moments(teacher, kind, mean, residual)
+            total = total + student_factor(student_value) * inner
+        return total * np.exp(-0.5 * x * x) / np.sqrt(2.0 * np.pi)
+
+    value = np.zeros_like(q)
+    for low, high in ((-np.inf, 0.0), (0.0, np.inf)):
+        piece, _ = integrate.quad_vec(integrand, low, high, epsabs=_OUTER_EPSABS, epsrel=_OUTER_EPSREL,
+                                      norm="max", limit=500)
+        value = value + piece
+    return value
+
+
+def _risk_quadrature(activation: str, teacher: str, q, rho, sigma) -> np.ndarray:
+    student = activation_function(activation)
+    terms = [(lambda z: student(z) ** 2, "one"), (lambda z: -2.0 * student(z), "power1"),
+             (lambda z: np.ones_like(z), "power2")]
+    return 0.5 * _conditional_expectation(terms, teacher, q, rho, sigma)
+
+
+def population_risk(
+    activation: str,
+    mu: float | np.ndarray,
+    u: float | np.ndarray,
+    m: float | np.ndarray,
+    teacher: str | None = None,
+) -> float | np.ndarray:
+    """Population risk :math:`R(u, m) = F(q, \\rho)` of the rank-one LoRA model.
+
+    .. math:: R(u, m) = \\tfrac12\\mathbb E\\big[(s(\\lambda) - s_\\star(\\lambda_\\star))^2\\big],
+              \\quad q = \\mu^2 + u^2 + 2\\mu u m,\\ \\rho = \\mu + u m.
+
+    Parameters
+    ----------
+    activation
+        Student activation name (see :data:`lorabook.activations.ACTIVATION_NAMES`).
+    mu
+        Pre-training strength(s) in ``(0, 1]``.
+    u
+        LoRA scale(s), any real numbers.
+    m
+        Overlap(s) :math:`m = v\\cdot w_\\star` in ``[-1, 1]``.
+    teacher
+        Teacher activation name; ``None`` for the same as the student.
+
+    Returns
+    -------
+    float or numpy.ndarray
+        A float when ``mu``, ``u``, ``m`` are scalars, else an array of their broadcast shape.
+        Exact (lambdified :func:`risk_function_sympy`) where a closed form exists; for pairs with
+        the sigmoid, :math:`\\tfrac12\\mathbb E[(s - s_\\star)^2]` by quadrature (inner
+        Gauss-Hermite, outer adaptive; absolute error below about 1e-10).
+
+    Raises
+    ------
+    ValueError, TypeError
+        For unknown activation names, ``mu`` outside ``(0, 1]``, ``|m| > 1`` or non-finite ``u``.
+    """
+    teacher_name = _teacher_name(activation, teacher)
+    _, _, _, q, rho, sigma = _overlap_state(mu, u, m)
+    if _closed_form_pair(activation, teacher_name):
+        value = _risk_function(activation, teacher_name)(q, rho, sigma)
+    else:
+        value = _risk_quadrature(activation, teacher_name, q, rho, sigma)
+    return _as_output(value, q.shape)
+
+
+@lru_cache(maxsize=None)
+def _risk_function(activation: str, teacher: str):
+    return _lambdify_internal(_risk_internal(activation, teacher))
+
+
+# --- The gradient of F: Price's-theorem forms --------------------------------------------------
+
+def _gaussian_mean_sympy(name: str, variance: sp.Expr) -> sp.Expr:
+    """Exact E[t(b)] for b ~ N(0, variance): Wick for polynomials, half line for relu, 0 for erf."""
+    if is_polynomial(name):
+        return gaussian_expectation_sympy(activation_sympy(name, _B2), (_B2,), variance)
+    if name == "relu":
+        return half_line_expectation_sympy(_B2, _B2, variance)
+    if name == "erf":
+        if sp.erf(-_B2) != -sp.erf(_B2):
+            raise AssertionError("erf is odd")
+        return sp.Integer(0)
+    raise AssertionError(name)
+
+
+@lru_cache(maxsize=None)
+def _risk_derivatives_internal(activation: str, teacher: str) -> tuple[sp.Expr, sp.Expr]:
+    """(F_q, F_rho) in (q, rho, sigma) for a closed-form pair; see :func:`risk_derivatives_sympy`."""
+    from lorabook.kernels import C11, C12, correlation_kernel_sympy
+
+    self_slope = sp.diff(correlation_kernel_sympy(activation, activation, Q, Q, Q), Q)
+    cross = correlation_kernel_sympy(activation, teacher)
+    cross_c12 = _to_internal(sp.simplify(sp.diff(cross, C12)))
+    if activation == "relu":
+        # d/dc11 E[relu(a) t(b)] = E[delta(a) t(b)]/2 = p_a(0) E[t(b) | a = 0]/2, with
+        # b | a = 0 ~ N(0, c22 - c12^2/c11) = N(0, sigma^2/q).
+        variance = sp.Symbol("V", positive=True)
+        conditional_mean = _gaussian_mean_sympy(teacher, variance).subs(variance, _SIGMA**2 / Q)
+        cross_c11 = sp.Rational(1, 2) / sp.sqrt(2 * sp.pi * Q) * conditional_mean
+    else:
+        cross_c11 = _to_internal(sp.simplify(sp.diff(cross, C11)))
+    risk_q = sp.simplify(self_slope / 2 - cross_c11)
+    risk_rho = sp.simplify(-cross_c12)
+    return risk_q, risk_rho
+
+
+def risk_derivatives_sympy(activation: str, teacher: str | None = None) -> tuple[sp.Expr, sp.Expr]:
+    """Exact :math:`(F_q, F_\\rho)` in the symbols :data:`Q`, :data:`RHO`, valid on all of :math:`q \\ge \\rho^2`.
+
+    Gaussian integration by parts (Price's theorem, :math:`\\partial_{c_{12}}\\mathbb E[f(a)g(b)] =
+    \\mathbb E[f'(a)g'(b)]`, :math:`\\partial_{c_{11}}\\mathbb E[f(a)g(b)] = \\tfrac12\\mathbb E[f''(a)g(b)]`)
+    and the heat equation :math:`\\tfrac{d}{dq}\\mathbb E[s(\\lambda)^2] = \\mathbb E[s'(\\lambda)^2 + s(\\lambda)s''(\\lambda)]`
+    (all entries of the covariance of :math:`(\\lambda, \\lambda)` move together) give
+
+    .. math:: F_\\rho = -\\mathbb E[s'(\\lambda)\\,s_\\star'(\\lambda_\\star)], \\qquad
+              F_q = \\tfrac12\\mathbb E\\big[s'(\\lambda)^2 + s(\\lambda)s''(\\lambda)\\big]
+                    - \\tfrac12\\mathbb E\\big[s''(\\lambda)\\,s_\\star(\\lambda_\\star)\\big].
+
+    The first term of :math:`F_q` is :math:`\\tfrac{d}{dq}K_{s,s}(q,q,q)`, a smooth function of
+    :math:`q`; :math:`F_\\rho` is :math:`\\partial_{c_{12}}K_{s,s_\\star}` (bounded on the closed
+    cone for every pair). The last term is :math:`\\partial_{c_{11}}K_{s,s_\\star}` for smooth
+    students; for ReLU, :math:`s'' = \\delta` and it is evaluated as
+    :math:`p_\\lambda(0)\\,\\mathbb E[s_\\star(\\lambda_\\star)\\mid\\lambda = 0]`, e.g.
+    :math:`\\mathbb E[\\delta(\\lambda)\\mathrm{relu}(\\lambda_\\star)] = \\sqrt{q - \\rho^2}/(2\\pi q)`. Differentiating
+    the ReLU kernel in :math:`c_{11}` directly would instead produce terms in
+    :math:`(q - \\rho^2)^{-1/2}` that cancel only analytically.
+
+    Parameters
+    ----------
+    activation, teacher
+        Student and teacher names; ``teacher=None`` means the same as the student.
+
+    Returns
+    -------
+    (F_q, F_rho) : tuple of sympy.Expr
+
+    Raises
+    ------
+    NotImplementedError
+        For pairs involving ``"sigmoid"`` (use :func:`risk_derivatives`, which uses quadrature).
+    """
+    teacher_name = _teacher_name(activation, teacher)
+    if not _closed_form_pair(activation, teacher_name):
+        raise _no_closed_form(activation, teacher_name, "risk gradient")
+    return tuple(_from_internal(expr) for expr in _risk_derivatives_internal(activation, teacher_name))
+
+
+@lru_cache(maxsize=None)
+def _risk_derivative_functions(activation: str, teacher: str):
+    return tuple(_lambdify_internal(expr) for expr in _risk_derivatives_internal(activation, teacher))
+
+
+def _risk_derivatives_quadrature(activation: str, teacher: str, q, rho, sigma) -> tuple[np.ndarray, np.ndarray]:
+    """The same Price's-theorem forms, by quadrature, for pairs involving the sigmoid."""
+    from lorabook.kernels import correlation_kernel_sympy
+
+    first = activation_derivative(activation)
+    if activation == "sigmoid":
+        student = activation_function(activation)
+        second = activation_second_derivative(activation)
+        self_slope = _conditional_expectation([(lambda z: first(z) ** 2 + student(z) * second(z), "one")],
+                                              teacher, q, rho, sigma)
+    else:
+        self_slope = _lambdify_internal(sp.diff(correlation_kernel_sympy(activation, activation, Q, Q, Q), Q))(
+            q, rho, sigma)
+    cross_c12 = _conditional_expectation([(first, "derivative")], teacher, q, rho, sigma)
+    if activation == "relu":
+        scale = np.sqrt(q)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            residual = np.where(scale > 0, sigma / np.where(scale > 0, scale, 1.0), 1.0)
+            density_at_zero = 1.0 / np.sqrt(2.0 * np.pi * q)
+        conditional_mean = _teacher_inner_moments(teacher, "power1", np.zeros_like(q), residual)
+        cross_c11 = 0.5 * density_at_zero * conditional_mean
+    else:
+        second = activation_second_derivative(activation)
+        cross_c11 = 0.5 * _conditional_expectation([(second, "power1")], teacher, q, rho, sigma)
+    return 0.5 * self_slope - cross_c11, -cross_c12
+
+
+def _risk_derivatives_at(activation: str, teacher: str, q, rho, sigma) -> tuple[np.ndarray, np.ndarray]:
+    if _closed_form_pair(activation, teacher):
+        risk_q, risk_rho = (f(q, rho, sigma) for f in _risk_derivative_functions(activation, teacher))
+        return np.asarray(risk_q, dtype=float), np.asarray(risk_rho, dtype=float)
+    risk_q, risk_rho = _risk_derivatives_quadrature(activation, teacher, q, rho, sigma)
+    return risk_q.reshape(q.shape), risk_rho.reshape(q.shape)
+
+
+def risk_derivatives(
+    activation: str,
+    mu: float | np.ndarray,
+    u: float | np.ndarray,
+    m: float | np.ndarray,
+    teacher: str | None = None,
+) -> tuple[float | np.ndarray, float | np.ndarray]:
+    """:math:`(F_q, F_\\rho)` at :math:`q = \\mu^2 + u^2 + 2\\mu u m`, :math:`\\rho = \\mu + u m`.
+
+    Evaluates the Price's-theorem forms of :func:`risk_derivatives_sympy` (lambdified), with
+    :math:`\\sqrt{q - \\rho^2}` computed as :math:`|u|\\sqrt{1 - m^2}` so that the boundary
+    :math:`q = \\rho^2` (:math:`u = 0` or :math:`m = \\pm1`, where fine-tuning starts) keeps full
+    precision. At :math:`u = 0` the result equals :func:`pretrained_risk_derivatives_sympy`. Pairs
+    with the sigmoid use the same forms by quadrature (absolute error below about 1e-10).
+
+    For a ReLU student, :math:`F_q` contains :math:`p_\\lambda(0) \\propto q^{-1/2}` and diverges at
+    :math:`w = 0` (:math:`q = 0`, i.e. :math:`u = \\mu, m = -1` or :math:`u = -\\mu, m = 1`), where
+    the ReLU risk is not differentiable; the result there is ``inf`` or ``nan``.
+
+    Parameters and errors as for :func:`population_risk`.
+
+    Returns
+    -------
+    (F_q, F_rho)
+        Floats for scalar input, arrays of the broadcast shape otherwise.
+    """
+    teacher_name = _teacher_name(activation, teacher)
+    _, _, _, q, rho, sigma = _overlap_state(mu, u, m)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        risk_q, risk_rho = _risk_derivatives_at(activation, teacher_name, q, rho, sigma)
+    return _as_output(risk_q, q.shape), _as_output(risk_rho, q.shape)
+
+
+# --- The overlap ODE ---------------------------------------------------------------------------
+
+@lru_cache(maxsize=None)
+def _gradient_factor_internal(activation: str, teacher: str) -> sp.Expr:
+    """E[(s(lambda) - s_*(lambda_*))^2 s'(lambda)^2] in (q, rho) by Wick, for polynomial pairs."""
+    student = activation_sympy(activation, _A2)
+    target = activation_sympy(teacher, _B2)
+    integrand = (student - target) ** 2 * sp.diff(student, _A2) ** 2
+    return sp.factor(gaussian_expectation_sympy(integrand, (_A2, _B2), (Q, RHO, 1)))
+
+
+def gradient_second_moment_sympy(activation: str, teacher: str | None = None) -> sp.Expr:
+    """Exact :math:`\\mathbb E[(s(\\lambda) - s_\\star(\\lambda_\\star))^2\\,s'(\\lambda)^2]` in :data:`Q`, :data:`RHO`, for polynomial pairs.
+
+    :math:`\\mathbb E[G^2]` of :func:`gradient_second_moment` is :math:`u^2` times this. Computed by
+    Wick's theorem (:func:`lorabook.gaussian.gaussian_expectation_sympy`) with
+    :math:`\\operatorname{Var}\\lambda = q`, :math:`\\operatorname{Var}\\lambda_\\star = 1`,
+    :math:`\\operatorname{Cov} = \\rho`.
+
+    Raises
+    ------
+    NotImplementedError
+        Unless both activations are polynomials (linear or Hermite); the other pairs are
+        evaluated by quadrature in :func:`gradient_second_moment`.
+    """
+    teacher_name = _teacher_name(activation, teacher)
+    if not (is_polynomial(activation) and is_polynomial(teacher_name)):
+        raise NotImplementedError(
+            f"gradient_second_moment_sympy needs two polynomial activations (linear, He1..He10), got "
+            f"({activation!r}, {teacher_name!r}); gradient_second_moment evaluates the others by quadrature"
+        )
+    return _gradient_factor_internal(activation, teacher_name)
+
+
+@lru_cache(maxsize=None)
+def _gradient_factor_function(activation: str, teacher: str):
+    return _lambdify_internal(_gradient_factor_internal(activation, teacher))
+
+
+def _gradient_factor_at(activation: str, teacher: str, q, rho, sigma) -> np.ndarray:
+    if is_polynomial(activation) and is_polynomial(teacher):
+        return np.asarray(_gradient_factor_function(activation, teacher)(q, rho, sigma), dtype=float)
+    student = activation_function(activation)
+    first = activation_derivative(activation)
+    terms = [(lambda z: (student(z) * first(z)) ** 2, "one"),
+             (lambda z: -2.0 * student(z) * first(z) ** 2, "power1"),
+             (lambda z: first(z) ** 2, "power2")]
+    return _conditional_expectation(terms, teacher, q, rho, sigma).reshape(q.shape)
+
+
+def gradient_second_moment(
+    activation: str,
+    mu: float | np.ndarray,
+    u: float | np.ndarray,
+    m: float | np.ndarray,
+    teacher: str | None = None,
+) -> float | np.ndarray:
+    """Mean square :math:`\\mathbb E[G^2]` of the per-sample gradient coefficient on :math:`v`.
+
+    The gradient of the per-sample loss :math:`\\tfrac12(s(\\lambda) - s_\\star(\\lambda_\\star))^2`
+    with respect to :math:`v` is :math:`G\\,x` with
+
+    .. math:: G = u\\,(s(\\lambda) - s_\\star(\\lambda_\\star))\\,s'(\\lambda), \\qquad
+              \\mathbb E[G^2] = u^2\\,\\mathbb E\\big[(s(\\lambda) - s_\\star(\\lambda_\\star))^2 s'(\\lambda)^2\\big].
+
+    Parameters
+    ----------
+    activation, mu, u, m, teacher
+        As for :func:`population_risk`.
+
+    Returns
+    -------
+    float or numpy.ndarray
+        Exact for two polynomials (Wick, :func:`gradient_second_moment_sympy`). Otherwise by
+        conditioning on :math:`\\lambda`: the inner expectation over :math:`\\lambda_\\star` is a
+        closed form for a ReLU teacher and 64-node Gauss-Hermite otherwise (exact for polynomial
+        teachers), the outer one adaptive quadrature split at :math:`\\lambda = 0` with absolute
+        tolerance 1e-12 and relative tolerance 1e-10 (before the factor :math:`u^2`).
+
+    Raises
+    ------
+    ValueError, TypeError
+        As for :func:`population_risk`.
+    """
+    teacher_name = _teacher_name(activation, teacher)
+    _, u, _, q, rho, sigma = _overlap_state(mu, u, m)
+    value = u**2 * _gradient_factor_at(activation, teacher_name, q, rho, sigma)
+    return _as_output(value, q.shape)
+
+
+def _check_noise_strength(noise_strength: object) -> np.ndarray:
+    try:
+        values = np.asarray(noise_strength, dtype=float)
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"noise_strength must be a real number or array, got {noise_strength!r}") from error
+    if not np.all(np.isfinite(values)) or np.any(values < 0):
+        raise ValueError(
+            f"noise_strength = learning_rate * dimension / batch_size must be finite and >= 0, got {noise_strength!r}"
+        )
+    return values
+
+
+def overlap_ode_rhs(
+    activation: str,
+    mu: float | np.ndarray,
+    u: float | np.ndarray,
+    m: float | np.ndarray,
+    teacher: str | None = None,
+    noise_strength: float | np.ndarray = 0.0,
+) -> tuple[float | np.ndarray, float | np.ndarray]:
+    """Right-hand side :math:`(\\dot u, \\dot m)` of the overlap ODE, time :math:`t` = learning rate x steps.
+
+    .. math:: \\frac{du}{dt} = -\\partial_u R = -\\big(F_q\\,(2u + 2\\mu m) + F_\\rho\\, m\\big),
+
+    .. math:: \\frac{dm}{dt} = -(1 - m^2)\\,\\partial_m R - \\frac{\\delta}{2}\\, m\\, \\mathbb E[G^2],
+              \\qquad \\partial_m R = u\\,(2\\mu F_q + F_\\rho),
+
+    with :math:`\\delta` = ``noise_strength`` :math:`= \\eta d / B` and :math:`\\mathbb E[G^2]` from
+    :func:`gradient_second_moment`.
+
+    Derivation of the :math:`\\delta` term. One SGD step on a batch of :math:`B` fresh samples
+    moves :math:`v \\to v' = (v - \\eta g)/\\lVert v - \\eta g\\rVert` with
+    :math:`g = B^{-1}\\sum_\\nu G_\\nu x_\\nu`. Then
+    :math:`\\lVert v - \\eta g\\rVert^{-1} = 1 + \\eta\\, g\\cdot v - \\tfrac{\\eta^2}{2}\\lVert g\\rVert^2 + O(\\eta^2)`,
+    where only :math:`\\eta^2\\lVert g\\rVert^2` is kept at second order because it is large:
+    :math:`\\lVert g\\rVert^2 = B^{-2}\\sum_\\nu G_\\nu^2 \\lVert x_\\nu\\rVert^2 + B^{-2}\\sum_{\\nu\\ne\\nu'}G_\\nu G_{\\nu'} x_\\nu\\cdot x_{\\nu'}`
+    has mean :math:`(d/B)\\,\\mathbb E[G^2] + O(1)`, so :math:`\\eta^2\\lVert g\\rVert^2 \\approx \\eta\\,\\delta\\,\\mathbb E[G^2]`
+    is of the same order :math:`\\eta` as the drift. Multiplying by :math:`m - \\eta\\, g\\cdot w_\\star`,
+    :math:`m' = m - \\eta\\,(g\\cdot w_\\star - m\\, g\\cdot v) - \\tfrac{\\eta\\delta}{2} m\\,\\mathbb E[G^2] + O(\\eta^2)`.
+    The mean of :math:`g` is :math:`\\nabla_v R = \\partial_m R\\, w_\\star` (the risk depends on
+    :math:`v` only through :math:`m`), so :math:`\\mathbb E[g\\cdot w_\\star - m\\, g\\cdot v] = (1 - m^2)\\,\\partial_m R`;
+    the fluctuations average out over the :math:`1/\\eta` steps of a unit of time. Dividing by
+    :math:`\\eta` gives the equation above. :math:`u` is not renormalised: :math:`du/dt` has no such term.
+
+    Parameters
+    ----------
+    activation, mu, u, m, teacher
+        As for :func:`population_risk`.
+    noise_strength
+        :math:`\\delta = \\eta d / B \\ge 0`; ``0`` gives the gradient flow (the limit
+        :math:`\\eta \\to 0` at fixed :math:`B/d`).
+
+    Returns
+    -------
+    (du_dt, dm_dt)
+        Floats for scalar input, arrays of the broadcast shape otherwise.
+
+    Raises
+    ------
+    ValueError, TypeError
+        As for :func:`population_risk`, or a negative / non-finite ``noise_strength``.
+
+    Notes
+    -----
+    At the fixed point :math:`(u, m) = (0, 0)` the Jacobian is
+    :math:`\\begin{pmatrix} B & A \\\\ A & 0 \\end{pmatrix}` of :func:`linearization` (the
+    :math:`\\delta` term is :math:`O(u^2 m)`). For a ReLU student :math:`\\dot u` is undefined at
+    :math:`w = 0` (:math:`u = \\pm\\mu`, :math:`m = \\mp 1`), where the ReLU risk is not differentiable.
+    """
+    teacher_name = _teacher_name(activation, teacher)
+    noise = _check_noise_strength(noise_strength)
+    mu, u, m, q, rho, sigma = _overlap_state(mu, u, m)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        risk_q, risk_rho = _risk_derivatives_at(activation, teacher_name, q, rho, sigma)
+    du_dt = -(risk_q * (2.0 * u + 2.0 * mu * m) + risk_rho * m)
+    dm_dt = -(1.0 - m**2) * u * (2.0 * mu * risk_q + risk_rho)
+    if np.any(noise > 0):
+        second_moment = u**2 * _gradient_factor_at(activation, teacher_name, q, rho, sigma)
+        dm_dt = dm_dt - 0.5 * noise * m * second_moment
+    shape = np.broadcast_shapes(q.shape, noise.shape)
+    return _as_output(np.broadcast_to(du_dt, shape), shape), _as_output(np.broadcast_to(dm_dt, shape), shape)
+
+
+def overlap_drift_sympy(activation: str, teacher: str | None = None) -> tuple[sp.Expr, sp.Expr]:
+    """Gradient-flow drift :math:`(\\dot u, \\dot m)` at :math:`\\delta = 0` as sympy expressions in :data:`U`, :data:`M`, :data:`MU`.
+
+    .. math:: \\dot u = -\\big(F_q\\,(2u + 2\\mu m) + F_\\rho m\\big), \\qquad
+              \\dot m = -(1 - m^2)\\,u\\,(2\\mu F_q + F_\\rho),
+
+    with :math:`(F_q, F_\\rho)` from :func:`risk_derivatives_sympy` at
+    :math:`q = \\mu^2 + u^2 + 2\\mu u m`, :math:`\\rho = \\mu + u m` and
+    :math:`\\sqrt{q - \\rho^2} = |u|\\sqrt{1 - m^2}`.
+
+    Raises
+    ------
+    NotImplementedError
+        For pairs involving ``"sigmoid"`` (use :func:`overlap_ode_rhs`).
+    """
+    teacher_name = _teacher_name(activation, teacher)
+    if not _closed_form_pair(activation, teacher_name):
+        raise _no_closed_form(activation, teacher_name, "overlap drift")
+    substitution = {Q: MU**2 + U**2 + 2 * MU * U * M, RHO: MU + U * M, _SIGMA: sp.Abs(U) * sp.sqrt(1 - M**2)}
+    risk_q, risk_rho = (expr.subs(substitution, simultaneous=True)
+                        for expr in _risk_derivatives_internal(activation, teacher_name))
+    du_dt = -(risk_q * (2 * U + 2 * MU * M) + risk_rho * M)
+    dm_dt = -(1 - M**2) * U * (2 * MU * risk_q + risk_rho)
+    return sp.simplify(du_dt), sp.simplify(dm_dt)

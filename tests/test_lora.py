@@ -121,12 +121,44 @@ def test_linear_search_time_diverges_like_inverse_square() -> None:
     np.testing.assert_allclose(lora.search_time("linear", 1 - gaps) * gaps**2, 1.0, rtol=3e-4)
 
 
-def test_sigmoid_quadrature_matches_symbolic_path_on_smooth_pairs() -> None:
-    # The quadrature branch used for the sigmoid, applied to erf (which also has a closed form).
+@pytest.mark.parametrize("student, teacher", [("erf", "erf"), ("relu", "relu"), ("relu", "He3"),
+                                              ("relu", "erf"), ("He3", "relu"), ("linear", "relu")])
+def test_quadrature_path_matches_closed_forms(student: str, teacher: str) -> None:
+    # The quadrature branch (sigmoid and mixed erf/relu pairs) on pairs that also have a closed
+    # form, including a ReLU student, whose delta term the quadrature branch handles analytically.
     for mu in (0.2, 0.8):
-        closed = lora.linearization("erf", mu)
-        quadrature = lora._sigmoid_pair_linearization("erf", "erf", mu)
-        np.testing.assert_allclose(closed, quadrature, rtol=1e-10)
+        closed = lora.linearization(student, mu, teacher=teacher)
+        quadrature = lora._quadrature_linearization(student, teacher, mu)
+        np.testing.assert_allclose(closed, quadrature, rtol=1e-9, atol=1e-12)
+
+
+def _mp_mixed_linearization(student: str, teacher: str, mu: float):
+    """(A, B) for any pair in 20-digit mpmath, from the 1-D formulas (ReLU handled analytically)."""
+    mu = mp.mpf(mu)
+    density = lambda z: mp.exp(-z * z / 2) / mp.sqrt(2 * mp.pi)  # noqa: E731
+    expect = lambda f: mp.quad(lambda z: f(z) * density(z), [-mp.inf, 0, mp.inf])  # noqa: E731
+    relu = (lambda z: z if z > 0 else mp.mpf(0)), (lambda z: mp.mpf(1) if z > 0 else mp.mpf(0))
+    t, dt = relu if teacher == "relu" else _mp_functions(teacher)[:2]
+    if student == "relu":
+        risk_q = (mp.mpf(1) / 2 - t(mp.mpf(0)) / (mu * mp.sqrt(2 * mp.pi))) / 2
+        risk_rho = -expect(lambda z: dt(z) if z > 0 else mp.mpf(0))
+    else:
+        s, ds, d2s = _mp_functions(student)
+        risk_q = expect(lambda z: ds(mu * z) ** 2 + d2s(mu * z) * (s(mu * z) - t(z))) / 2
+        risk_rho = -expect(lambda z: ds(mu * z) * dt(z))
+    return -(2 * mu * risk_q + risk_rho), -2 * risk_q
+
+
+@pytest.mark.parametrize("student, teacher", [("erf", "relu"), ("relu", "sigmoid"), ("sigmoid", "relu"),
+                                              ("erf", "sigmoid"), ("sigmoid", "He3")])
+def test_mixed_pairs_without_closed_form_match_mpmath(student: str, teacher: str) -> None:
+    grid = (0.1, 0.5, 0.9)
+    computed = np.array(lora.linearization(student, np.array(grid), teacher=teacher))
+    with mp.workdps(20):
+        expected = np.array([[float(v) for v in _mp_mixed_linearization(student, teacher, mu)] for mu in grid]).T
+    np.testing.assert_allclose(computed, expected, rtol=1e-8, atol=1e-12)
+    with pytest.raises(NotImplementedError, match="quadrature"):
+        lora.linearization_sympy(student, teacher)
 
 
 def test_vectorised_over_mu_and_scalar_in_scalar_out() -> None:
@@ -162,3 +194,314 @@ def test_second_derivative_of_relu_is_refused() -> None:
     with pytest.raises(ValueError, match="Dirac"):
         activation_second_derivative("relu")
     np.testing.assert_allclose(activation_derivative("He3")(np.array([2.0])), [9.0])
+
+
+# --- The full overlap flow: risk, gradient, E[G^2] and the ODE right-hand side ----------------
+
+SMOOTH_OR_CLOSED = [name for name in ACTIVATION_NAMES if name != "sigmoid"]
+# (student, teacher) pairs beyond the matching ones: a polynomial student with a Hermite teacher,
+# mixed closed-form pairs, and the quadrature path with a kinked partner.
+CROSS_PAIRS = [("linear", "He3"), ("erf", "relu"), ("relu", "He2"), ("He2", "erf"), ("relu", "sigmoid"),
+               ("sigmoid", "He3")]
+ALL_PAIRS = [(name, None) for name in ACTIVATION_NAMES] + CROSS_PAIRS
+
+
+def _explicit_preactivations(mu: float, u: float, m: float, n_samples: int, seed: int):
+    """(lambda, lambda_*) from explicit vectors in dimension 3, independent of the (q, rho) reduction."""
+    rng = np.random.default_rng(seed)
+    target = np.array([1.0, 0.0, 0.0])
+    direction = np.array([m, np.sqrt(1.0 - m * m), 0.0])
+    weight = mu * target + u * direction
+    inputs = rng.standard_normal((n_samples, 3))
+    return inputs @ weight, inputs @ target
+
+
+def _random_states(seed: int, count: int = 3):
+    rng = np.random.default_rng(seed)
+    return [(rng.uniform(0.1, 1.0), rng.uniform(-1.2, 1.2), rng.uniform(-1.0, 1.0)) for _ in range(count)]
+
+
+def _polynomial_degree(name: str) -> int:
+    return 1 if name == "linear" else int(name[2:])
+
+
+def _monte_carlo_is_reliable(student: str, teacher: str, power: int) -> bool:
+    """Whether the sample standard error of a degree-`power`-in-s statistic can be trusted.
+
+    Moments of high-degree polynomials of Gaussians are dominated by rare large samples, and the
+    sample standard error then underestimates the error badly (e.g. G^2 for He5 has degree 18:
+    2e5 samples gave 1.5e5 +- 5e4 for an exact 1.3e6). Polynomial statistics of degree <= 12 are
+    checked by Monte Carlo, the others against independent quadrature instead.
+    """
+    degrees = [_polynomial_degree(name) for name in (student, teacher) if name not in ("erf", "relu", "sigmoid")]
+    return not degrees or power * max(degrees) <= 12
+
+
+def _tensor_quadrature_moment(student: str, teacher: str, mu: float, u: float, m: float, moment: str) -> float:
+    """Tensor Gauss-Hermite with 30 nodes per axis: exact (to rounding) for the polynomial
+    statistics here (degree <= 38 < 2 * 30), and independent of Wick's theorem."""
+    from lorabook.gaussian import gaussian_expectation_2d
+
+    q, rho = mu**2 + u**2 + 2 * mu * u * m, mu + u * m
+    rho = float(np.clip(rho, -np.sqrt(q), np.sqrt(q)))
+    s, t, ds = activation(student), activation(teacher), activation_derivative(student)
+    if moment == "risk":
+        integrand = lambda a, b: 0.5 * (s(a) - t(b)) ** 2  # noqa: E731
+    else:
+        integrand = lambda a, b: (u * (s(a) - t(b)) * ds(a)) ** 2  # noqa: E731
+    return float(gaussian_expectation_2d(integrand, q, rho, 1.0, n_nodes=30))
+
+
+@pytest.mark.parametrize("student, teacher", ALL_PAIRS)
+def test_population_risk_and_gradient_moment_match_monte_carlo(student: str, teacher) -> None:
+    teacher_name = student if teacher is None else teacher
+    s, t, ds = activation(student), activation(teacher_name), activation_derivative(student)
+    for index, (mu, u, m) in enumerate(_random_states(seed=11)):
+        preactivation, target = _explicit_preactivations(mu, u, m, n_samples=100_000, seed=100 + index)
+        residual = s(preactivation) - t(target)
+        checks = (("risk", 2, lora.population_risk(student, mu, u, m, teacher), 0.5 * residual**2),
+                  ("moment", 4, lora.gradient_second_moment(student, mu, u, m, teacher),
+                   (u * residual * ds(preactivation)) ** 2))
+        for moment, power, exact, samples in checks:
+            if _monte_carlo_is_reliable(student, teacher_name, power):
+                standard_error = samples.std(ddof=1) / np.sqrt(samples.size)
+                # 5 standard errors: a false alarm has probability ~1e-6 per comparison (CLT).
+                assert abs(samples.mean() - exact) < 5 * standard_error, (moment, mu, u, m, exact, samples.mean())
+            else:
+                # Wick's theorem against tensor Gauss-Hermite (both exact for polynomials).
+                reference = _tensor_quadrature_moment(student, teacher_name, mu, u, m, moment)
+                assert exact == pytest.approx(reference, rel=1e-9), (moment, mu, u, m)
+
+
+@pytest.mark.parametrize("name", ACTIVATION_NAMES)
+def test_global_minimum_for_a_matching_teacher(name: str) -> None:
+    mu = np.array([0.1, 0.5, 0.9, 1.0])
+    u, m = 1.0 - mu, np.ones_like(mu)
+    risk = lora.population_risk(name, mu, u, m)
+    du_dt, dm_dt = lora.overlap_ode_rhs(name, mu, u, m, noise_strength=0.4)
+    scale = max(1.0, float(lora.population_risk(name, 0.5, 0.0, 0.0)))
+    # Rounding only: q = rho = 1 is reached up to ~1e-16, and the risk is a sum of O(scale) terms.
+    assert np.all(np.abs(risk) < 1e-12 * scale), risk
+    # At the minimum the flow stops: 2 F_q + F_rho = 0 at q = rho = 1, G = 0 identically.
+    assert np.all(np.abs(du_dt) < 1e-9 * scale) and np.all(np.abs(dm_dt) < 1e-9 * scale), (du_dt, dm_dt)
+    # ... and it is a minimum: the risk is positive away from it.
+    assert np.all(lora.population_risk(name, mu, u + 0.1, m) > 0)
+
+
+@pytest.mark.parametrize("student, teacher", ALL_PAIRS)
+def test_gradient_matches_central_differences_of_the_risk(student: str, teacher) -> None:
+    # A central difference with step h has truncation error ~ h^2 R'''/6 and rounding error
+    # ~ eps |R| / h; the quadrature path (sigmoid pairs) is accurate to ~1e-14, so h = 1e-4 keeps
+    # both below ~1e-8 relative to the scale of the gradient.
+    step = 1e-4
+    for mu, u, m in _random_states(seed=5):
+        m = float(np.clip(m, -0.9, 0.9))  # m +- step stays inside [-1, 1]
+        du_dt, dm_dt = lora.overlap_ode_rhs(student, mu, u, m, teacher)
+        risk = lambda uu, mm: lora.population_risk(student, mu, uu, mm, teacher)  # noqa: E731
+        d_risk_du = (risk(u + step, m) - risk(u - step, m)) / (2 * step)
+        d_risk_dm = (risk(u, m + step) - risk(u, m - step)) / (2 * step)
+        scale = max(1.0, abs(d_risk_du), abs(d_risk_dm))
+        assert abs(-du_dt - d_risk_du) < 1e-6 * scale, (mu, u, m, -du_dt, d_risk_du)
+        assert abs(-dm_dt - (1 - m * m) * d_risk_dm) < 1e-6 * scale, (mu, u, m, -dm_dt, d_risk_dm)
+
+
+def _boundary_derivatives_by_quadrature(student: str, teacher: str, mu: float) -> tuple[float, float]:
+    """F_q, F_rho at q = mu^2, rho = mu from the 1-D formulas by adaptive quadrature (scipy).
+
+    F_q = E[s'(mu z)^2 + s''(mu z)(s(mu z) - t(z))]/2, F_rho = -E[s'(mu z) t'(z)]; for a ReLU
+    student s''(mu z) = delta(z)/mu, so its term is phi(0) (relu(0) - t(0)) / mu.
+    """
+    from scipy import integrate
+
+    density = lambda z: np.exp(-0.5 * z * z) / np.sqrt(2 * np.pi)  # noqa: E731
+    expect = lambda f: sum(integrate.quad(lambda z: f(z) * density(z), low, high, epsabs=1e-13, epsrel=1e-13,  # noqa: E731
+                                          limit=200)[0] for low, high in ((-np.inf, 0.0), (0.0, np.inf)))
+    s, ds, t, dt = activation(student), activation_derivative(student), activation(teacher), activation_derivative(teacher)
+    first_q = expect(lambda z: ds(mu * z) ** 2)
+    if student == "relu":
+        second_q = density(0.0) * (0.0 - float(t(np.array(0.0)))) / mu
+    else:
+        d2s = activation_second_derivative(student)
+        second_q = expect(lambda z: d2s(mu * z) * (s(mu * z) - t(z)))
+    return 0.5 * (first_q + second_q), -expect(lambda z: ds(mu * z) * dt(z))
+
+
+@pytest.mark.parametrize("student, teacher", ALL_PAIRS)
+def test_gradient_at_the_boundary_equals_the_one_dimensional_formulas(student: str, teacher) -> None:
+    mu = np.array([0.1, 0.4, 0.7, 1.0])
+    teacher_name = student if teacher is None else teacher
+    if teacher is not None:
+        # Mixed pairs: lora's sympy 1-D integrals are not needed elsewhere; check against scipy.
+        pairs = [_boundary_derivatives_by_quadrature(student, teacher, value) for value in mu]
+        expected_q, expected_rho = np.array(pairs).T
+    elif student == "sigmoid":
+        coefficient_a, coefficient_b = lora.linearization(student, mu, teacher)
+        expected_q = -coefficient_b / 2
+        expected_rho = -(coefficient_a + 2 * mu * expected_q)
+    else:
+        risk_q, risk_rho = lora.pretrained_risk_derivatives_sympy(student, teacher)
+        expected_q = np.array([float(risk_q.subs(lora.MU, value)) for value in mu])
+        expected_rho = np.array([float(risk_rho.subs(lora.MU, value)) for value in mu])
+    scale = max(1.0, np.max(np.abs(expected_q)), np.max(np.abs(expected_rho)))
+    # q = rho^2 at u = 0 for any m; the quadrature references are accurate to ~1e-13, the
+    # sympy ones exact.
+    for m in (0.0, 0.6, -1.0, 1.0):
+        risk_q, risk_rho = lora.risk_derivatives(student, mu, 0.0, m, teacher)
+        np.testing.assert_allclose(risk_q, expected_q, rtol=0, atol=1e-10 * scale)
+        np.testing.assert_allclose(risk_rho, expected_rho, rtol=0, atol=1e-10 * scale)
+    # Approaching the boundary (the start of fine-tuning, u ~ d^-2) is continuous, without loss of
+    # digits: the change is O(u) (for ReLU, sqrt(q - rho^2) = |u| sqrt(1 - m^2)).
+    for u in (1e-6, -1e-9):
+        risk_q, risk_rho = lora.risk_derivatives(student, mu, u, 0.3, teacher)
+        assert np.all(np.abs(risk_q - expected_q) < 100 * abs(u) * scale), (u, risk_q, expected_q)
+        assert np.all(np.abs(risk_rho - expected_rho) < 100 * abs(u) * scale), (u, risk_rho, expected_rho)
+
+
+def test_relu_boundary_term_is_exact_near_the_boundary() -> None:
+    # F_q = 1/4 - sqrt(q - rho^2) / (4 pi q) for relu/relu at u = 1e-12: computing q - rho^2 by
+    # subtracting two floats near mu^2 = 0.25 would err by ~1e-17, hence by ~1e-9 in F_q; the
+    # result must instead be correct to rounding (a few ulps of 0.25, i.e. ~1e-16).
+    mu, u, m = 0.5, 1e-12, 0.3
+    risk_q, _ = lora.risk_derivatives("relu", mu, u, m)
+    with mp.workdps(40):
+        mu_, u_, m_ = mp.mpf(mu), mp.mpf(u), mp.mpf(m)
+        q = mu_**2 + u_**2 + 2 * mu_ * u_ * m_
+        expected = float(mp.mpf(1) / 4 - mp.sqrt(q - (mu_ + u_ * m_) ** 2) / (4 * mp.pi * q))
+    assert abs(risk_q - expected) < 2e-16, (risk_q, expected)
+    assert 0.25 - risk_q > 2e-13  # the O(u) boundary term is resolved, not rounded away
+
+
+@pytest.mark.parametrize("name", ACTIVATION_NAMES)
+def test_jacobian_at_the_pretrained_point_is_the_linearisation(name: str) -> None:
+    # Central differences: O(step^2) truncation for smooth activations, O(step / (2 pi mu^2)) for
+    # ReLU (its F_q contains |u| sqrt(1 - m^2) / (4 pi q)), O(1e-16 / step) rounding: all < 1e-7.
+    step = 1e-8
+    for mu in (0.2, 0.7):
+        coefficient_a, coefficient_b = lora.linearization(name, mu)
+        columns = []
+        for direction in ((step, 0.0), (0.0, step)):
+            plus = np.array(lora.overlap_ode_rhs(name, mu, direction[0], direction[1], noise_strength=0.4))
+            minus = np.array(lora.overlap_ode_rhs(name, mu, -direction[0], -direction[1], noise_strength=0.4))
+            columns.append((plus - minus) / (2 * step))
+        jacobian = np.column_stack(columns)
+        expected = np.array([[coefficient_b, coefficient_a], [coefficient_a, 0.0]])
+        scale = max(1.0, np.max(np.abs(expected)))
+        np.testing.assert_allclose(jacobian, expected, rtol=0, atol=1e-6 * scale)
+
+
+@pytest.mark.parametrize("student, teacher", [("linear", None), ("erf", None), ("relu", None), ("He3", None),
+                                              ("He4", None), ("linear", "He3"), ("relu", "He2")])
+def test_symbolic_drift_and_risk_are_what_the_numerics_evaluate(student: str, teacher) -> None:
+    du_expr, dm_expr = lora.overlap_drift_sympy(student, teacher)
+    risk_expr = lora.risk_function_sympy(student, teacher)
+    for mu, u, m in _random_states(seed=3):
+        values = {lora.MU: mu, lora.U: u, lora.M: m}
+        du_dt, dm_dt = lora.overlap_ode_rhs(student, mu, u, m, teacher)
+        assert float(du_expr.subs(values)) == pytest.approx(du_dt, rel=1e-10, abs=1e-12)
+        assert float(dm_expr.subs(values)) == pytest.approx(dm_dt, rel=1e-10, abs=1e-12)
+        q, rho = mu**2 + u**2 + 2 * mu * u * m, mu + u * m
+        assert float(risk_expr.subs({lora.Q: q, lora.RHO: rho})) == pytest.approx(
+            lora.population_risk(student, mu, u, m, teacher), rel=1e-10, abs=1e-12)
+
+
+def test_linear_flow_in_closed_form() -> None:
+    # F = q/2 - rho + 1/2: du/dt = (1 - mu) m - u, dm/dt = (1 - mu) u (1 - m^2), E[G^2] = u^2 (q - 2 rho + 1).
+    du_expr, dm_expr = lora.overlap_drift_sympy("linear")
+    mu, u, m = lora.MU, lora.U, lora.M
+    assert sp.simplify(du_expr - ((1 - mu) * m - u)) == 0
+    assert sp.simplify(dm_expr - (1 - mu) * u * (1 - m**2)) == 0
+    assert sp.expand(lora.gradient_second_moment_sympy("linear") - (lora.Q - 2 * lora.RHO + 1)) == 0
+    du_dt, dm_dt = lora.overlap_ode_rhs("linear", 0.3, 0.4, 0.5, noise_strength=2.0)
+    q, rho = 0.09 + 0.16 + 0.12, 0.3 + 0.2
+    assert du_dt == pytest.approx(0.7 * 0.5 - 0.4, rel=1e-13)
+    assert dm_dt == pytest.approx(0.7 * 0.4 * 0.75 - 0.5 * 2.0 * 0.5 * 0.16 * (q - 2 * rho + 1), rel=1e-13)
+
+
+def test_relu_gradient_has_no_inverse_square_roots() -> None:
+    risk_q, risk_rho = lora.risk_derivatives_sympy("relu")
+    q, rho = lora.Q, lora.RHO
+    assert sp.simplify(risk_q - (sp.Rational(1, 4) - sp.sqrt(q - rho**2) / (4 * sp.pi * q))) == 0
+    assert sp.simplify(risk_rho + sp.Rational(1, 4) + sp.asin(rho / sp.sqrt(q)) / (2 * sp.pi)) == 0
+
+
+@pytest.mark.parametrize("name", ACTIVATION_NAMES)
+def test_no_nan_on_a_grid_including_the_boundary(name: str) -> None:
+    mu, u, m = np.meshgrid([0.1, 0.5, 1.0], [-1.5, -1.0, -0.5, -1e-8, 0.0, 1e-8, 0.3, 0.5, 1.0, 1.5],
+                           [-1.0, -0.5, 0.0, 0.5, 1.0], indexing="ij")
+    if name == "relu":
+        # w = mu w_* + u v = 0 (u = mu, m = -1 or u = -mu, m = 1) is where the ReLU risk is not
+        # differentiable (p_lambda(0) ~ q^-1/2 diverges); keep every other point of the grid.
+        keep = ~(((u == mu) & (m == -1.0)) | ((u == -mu) & (m == 1.0)))
+        mu, u, m = mu[keep], u[keep], m[keep]
+    outputs = [lora.population_risk(name, mu, u, m), lora.gradient_second_moment(name, mu, u, m),
+               *lora.risk_derivatives(name, mu, u, m), *lora.overlap_ode_rhs(name, mu, u, m, noise_strength=0.4)]
+    for output in outputs:
+        assert output.shape == mu.shape and np.all(np.isfinite(output))
+
+
+def test_scalar_in_scalar_out_and_broadcasting() -> None:
+    assert isinstance(lora.population_risk("erf", 0.5, 0.1, 0.2), float)
+    du_dt, dm_dt = lora.overlap_ode_rhs("erf", 0.5, 0.1, 0.2)
+    assert isinstance(du_dt, float) and isinstance(dm_dt, float)
+    grid = lora.population_risk("erf", np.array([[0.2], [0.6]]), np.array([0.0, 0.1, 0.4]), 0.3)
+    assert grid.shape == (2, 3)
+    assert grid[1, 2] == pytest.approx(lora.population_risk("erf", 0.6, 0.4, 0.3), rel=1e-14)
+    noisy = lora.overlap_ode_rhs("erf", 0.5, 0.1, 0.2, noise_strength=np.array([0.0, 1.0]))
+    assert noisy[0].shape == (2,) and noisy[0][0] == noisy[0][1] and noisy[1][1] < noisy[1][0]
+
+
+def test_validation_of_the_overlap_flow_arguments() -> None:
+    with pytest.raises(ValueError, match="valid names: linear, erf, relu, sigmoid, He1"):
+        lora.population_risk("tanh", 0.5, 0.1, 0.2)
+    with pytest.raises(ValueError, match="valid names"):
+        lora.overlap_ode_rhs("erf", 0.5, 0.1, 0.2, teacher="He11")
+    with pytest.raises(TypeError, match="valid names"):
+        lora.gradient_second_moment(3, 0.5, 0.1, 0.2)
+    for bad_mu in (0.0, 1.2, np.nan):
+        with pytest.raises(ValueError, match=r"\(0, 1\]"):
+            lora.population_risk("linear", bad_mu, 0.1, 0.2)
+    for bad_m in (1.0001, -2.0, [0.5, 1.5]):
+        with pytest.raises(ValueError, match=r"\[-1, 1\]"):
+            lora.risk_derivatives("linear", 0.5, 0.1, bad_m)
+    with pytest.raises(ValueError, match="finite"):
+        lora.population_risk("linear", 0.5, np.inf, 0.2)
+    with pytest.raises(ValueError, match=">= 0"):
+        lora.overlap_ode_rhs("linear", 0.5, 0.1, 0.2, noise_strength=-1.0)
+    with pytest.raises(TypeError):
+        lora.population_risk("linear", 0.5, "large", 0.2)
+    with pytest.raises(NotImplementedError, match="sigmoid"):
+        lora.risk_function_sympy("erf", "sigmoid")
+    with pytest.raises(NotImplementedError, match="polynomial"):
+        lora.gradient_second_moment_sympy("erf")
+
+
+@pytest.mark.parametrize("name", ["linear", "erf"])
+def test_noise_correction_matches_one_spherical_sgd_step(name: str) -> None:
+    """Mean change of m in one step of spherical SGD, E[m' - m] / eta, against dm/dt.
+
+    Exact reduced simulator of one step: with w_* = e1 and v = m e1 + sqrt(1 - m^2) e2, only the
+    two input components (a, b) along e1, e2 enter the labels; the gradient's component orthogonal
+    to both, (1/B) sum_nu G_nu x_perp_nu, has squared norm (sum_nu G_nu^2 / B^2) chi^2_{d-2}.
+    """
+    mu, u, m = 0.5, 1.0, 0.6
+    learning_rate, dimension, batch_size, n_steps = 1e-3, 20_000, 10, 100_000
+    noise_strength = learning_rate * dimension / batch_size
+    rng = np.random.default_rng(2024)
+    a, b = rng.standard_normal((2, n_steps, batch_size))
+    s, ds = activation(name), activation_derivative(name)
+    preactivation = mu * a + u * (m * a + np.sqrt(1 - m * m) * b)
+    coefficient = u * (s(preactivation) - s(a)) * ds(preactivation)
+    along_target = (coefficient * a).mean(axis=1)
+    along_normal = (coefficient * b).mean(axis=1)
+    perpendicular_sq = (coefficient**2).sum(axis=1) / batch_size**2 * rng.chisquare(dimension - 2, n_steps)
+    new_target = m - learning_rate * along_target
+    new_norm = np.sqrt(new_target**2 + (np.sqrt(1 - m * m) - learning_rate * along_normal) ** 2
+                       + learning_rate**2 * perpendicular_sq)
+    rate = (new_target / new_norm - m) / learning_rate
+    mean, standard_error = rate.mean(), rate.std(ddof=1) / np.sqrt(n_steps)
+    _, predicted = lora.overlap_ode_rhs(name, mu, u, m, noise_strength=noise_strength)
+    _, drift_only = lora.overlap_ode_rhs(name, mu, u, m)
+    # 5 standard errors plus the O(eta) terms dropped in the derivation (eta * O(1) = 1e-3 * 3).
+    assert abs(mean - predicted) < 5 * standard_error + 3e-3, (mean, predicted, standard_error)
+    # The correction is resolved: the drift alone is many standard errors away.
+    assert abs(mean - drift_only) > 20 * standard_error + 3e-3, (mean, drift_only, standard_error)
