@@ -162,3 +162,18 @@ def test_reexecute_keeps_figures_under_a_non_interactive_backend(
     outputs = nbformat.read(notebook, as_version=4).cells[0].outputs
     assert any("image/png" in output.get("data", {}) for output in outputs), outputs
     assert reexecute.SINGLE_THREADED_BLAS.keys() <= set(__import__("os").environ)
+
+
+@pytest.mark.parametrize("path", TOC_NOTEBOOKS, ids=lambda path: path.name)
+def test_markdown_has_no_control_characters(path: Path) -> None:
+    # A LaTeX command written with a single backslash in a Python string ("\theta", "\tau")
+    # becomes a tab or another control character and silently breaks the rendered math.
+    notebook = nbformat.read(path, as_version=4)
+    for index, cell in enumerate(notebook.cells):
+        texts = [cell.source] if cell.cell_type == "markdown" else []
+        figure = cell.metadata.get("mystnb", {}).get("figure")
+        if figure:
+            texts.append(figure.get("caption", ""))
+        for text in texts:
+            bad = re.search(r"[\t\x07\x08\x0b\x0c\r]", text)
+            assert bad is None, f"{path.name}, cell {index}: control character near {text[max(0, bad.start() - 20):bad.end() + 10]!r}"
