@@ -505,3 +505,14 @@ def test_noise_correction_matches_one_spherical_sgd_step(name: str) -> None:
     assert abs(mean - predicted) < 5 * standard_error + 3e-3, (mean, predicted, standard_error)
     # The correction is resolved: the drift alone is many standard errors away.
     assert abs(mean - drift_only) > 20 * standard_error + 3e-3, (mean, drift_only, standard_error)
+
+
+@pytest.mark.parametrize("student, teacher", [("linear", None), ("He2", None), ("He3", None), ("He5", None),
+                                              ("He3", "linear"), ("linear", "He2"), ("He4", "He2")])
+def test_risk_function_agrees_with_the_from_scratch_model(student: str, teacher: str | None) -> None:
+    # F(q, rho) is built twice: from the kernels here, by Wick's theorem in lorabook.single_index
+    # (polynomial activations). Until they share one construction, they must be identical.
+    from lorabook import single_index
+
+    difference = lora.risk_function_sympy(student, teacher) - single_index.population_risk_sympy(student, teacher)
+    assert sp.expand(difference.subs({lora.Q: single_index.Q, lora.RHO: single_index.RHO})) == 0
