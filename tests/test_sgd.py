@@ -115,3 +115,34 @@ def test_validation(changes: dict, error: type, message: str) -> None:
             simulate("He2", **settings)
     with pytest.raises(ValueError, match="valid simulators"):
         sgd.simulate_sgd("exact", "He2", **dict(settings, dimension=10))
+
+
+def test_reduced_single_sample_path_is_bit_identical_to_the_batched_formulas():
+    # B = 1 runs a specialised loop without the batch axis; it must reproduce, bit for bit, the
+    # batched update applied to the same random draws (one chunk: the draws below are the
+    # simulator's, in its order: m0, then the normals, then the chi-square variables).
+    from lorabook.activations import activation, activation_derivative
+
+    d, eta, mu, n_steps, n_seeds = 500, 0.01, 0.5, 40, 6
+    result = sgd.simulate_reduced("erf", dimension=d, learning_rate=eta, batch_size=1, n_steps=n_steps,
+                                  n_seeds=n_seeds, seed=11, pretraining_strength=mu, initial_scale=0.1,
+                                  train_scale=True, n_records=n_steps + 1, spacing="linear")
+    rng = np.random.default_rng(11)
+    m = sgd.initial_overlaps(rng, d, n_seeds)
+    u = np.full(n_seeds, 0.1)
+    z = rng.standard_normal((n_steps, 2, n_seeds, 1))
+    chi_square = rng.chisquare(d - 2, size=(n_steps, n_seeds))
+    s, s_prime = activation("erf"), activation_derivative("erf")
+    for c in range(n_steps):
+        z1, z2 = z[c, 0], z[c, 1]
+        r = np.sqrt(np.maximum(1.0 - m * m, 0.0))
+        along_v = m[:, None] * z1 + r[:, None] * z2
+        lam = mu * z1 + u[:, None] * along_v
+        h = (s(lam) - s(z1)) * s_prime(lam)
+        g = u[:, None] * h
+        in_plane_1 = m - eta * np.sum(g * z1, axis=1)
+        in_plane_2 = r - eta * np.sum(g * z2, axis=1)
+        out_of_plane = eta**2 * np.sum(g * g, axis=1) * chi_square[c]
+        m = np.clip(in_plane_1 / np.sqrt(in_plane_1**2 + in_plane_2**2 + out_of_plane), -1.0, 1.0)
+        u = u - eta * np.sum(h * along_v, axis=1)
+        assert np.array_equal(result.overlap[:, c + 1], m) and np.array_equal(result.scale[:, c + 1], u)
