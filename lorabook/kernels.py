@@ -289,6 +289,38 @@ def correlation_kernel_sympy(
     return expr.subs(substitutions, simultaneous=True)
 
 
+def squared_error_risk_sympy(student: str, teacher: str, q: object, rho: object) -> sp.Expr:
+    """Exact :math:`F(q, \\rho) = \\tfrac12\\mathbb E[(s(\\lambda) - s_\\star(\\lambda_\\star))^2]` from the kernels.
+
+    With :math:`\\operatorname{Var}\\lambda = q`, :math:`\\operatorname{Var}\\lambda_\\star = 1` and
+    :math:`\\operatorname{Cov}(\\lambda, \\lambda_\\star) = \\rho`,
+
+    .. math:: F(q, \\rho) = \\tfrac12\\big[K_{s,s}(q, q, q) - 2K_{s,s_\\star}(q, \\rho, 1)
+        + K_{s_\\star,s_\\star}(1, 1, 1)\\big].
+
+    The one construction of the single-index risk: the from-scratch model
+    (:func:`lorabook.single_index.population_risk_sympy`) and the LoRA model
+    (:func:`lorabook.lora.risk_function_sympy`) both use it.
+
+    Parameters
+    ----------
+    student, teacher
+        Activation names.
+    q, rho
+        Sympy symbols or expressions (or numbers) with :math:`q \\ge \\rho^2`.
+
+    Raises
+    ------
+    NotImplementedError
+        For pairs involving ``"sigmoid"``.
+    """
+    return sp.Rational(1, 2) * (
+        correlation_kernel_sympy(student, student, q, q, q)
+        - 2 * correlation_kernel_sympy(student, teacher, q, rho, 1)
+        + correlation_kernel_sympy(teacher, teacher, 1, 1, 1)
+    )
+
+
 def _safe_arcsin(x: np.ndarray) -> np.ndarray:
     # Rounding can push c12 / sqrt(c11 c22) a few ulps past 1 on the PSD boundary.
     return np.arcsin(np.clip(x, -1.0, 1.0))

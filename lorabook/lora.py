@@ -429,12 +429,9 @@ def _lambdify_internal(expr: sp.Expr):
 
 @lru_cache(maxsize=None)
 def _risk_internal(activation: str, teacher: str) -> sp.Expr:
-    from lorabook.kernels import correlation_kernel_sympy
+    from lorabook.kernels import squared_error_risk_sympy
 
-    self_term = correlation_kernel_sympy(activation, activation, Q, Q, Q)
-    cross_term = correlation_kernel_sympy(activation, teacher)
-    target_term = correlation_kernel_sympy(teacher, teacher, 1, 1, 1)
-    return sp.Rational(1, 2) * (self_term - 2 * _to_internal(cross_term) + target_term)
+    return _to_internal(squared_error_risk_sympy(activation, teacher, Q, RHO))
 
 
 def _no_closed_form(activation: str, teacher: str, what: str) -> NotImplementedError:

@@ -37,6 +37,7 @@ import sympy as sp
 
 from lorabook.activations import activation_sympy, check_activation, is_polynomial
 from lorabook.gaussian import gaussian_expectation_sympy
+from lorabook.kernels import squared_error_risk_sympy
 
 Q = sp.Symbol("q", positive=True)
 """Variance of the student preactivation, :math:`q = \\lVert w\\rVert^2`."""
@@ -77,13 +78,12 @@ def population_risk_sympy(activation: str, teacher: str | None = None) -> sp.Exp
     Returns
     -------
     sympy.Expr
-        A polynomial in :data:`Q` and :data:`RHO`, exact.
+        A polynomial in :data:`Q` and :data:`RHO`, exact: the kernels' construction
+        :func:`lorabook.kernels.squared_error_risk_sympy` (Wick's theorem for polynomials), the
+        same one the LoRA model uses.
     """
     activation, teacher = _names(activation, teacher)
-    student = activation_sympy(activation, _LAMBDA)
-    target = activation_sympy(teacher, _LAMBDA_STAR)
-    squared_error = sp.Rational(1, 2) * (student - target) ** 2
-    return gaussian_expectation_sympy(squared_error, (_LAMBDA, _LAMBDA_STAR), (Q, RHO, 1))
+    return sp.expand(squared_error_risk_sympy(activation, teacher, Q, RHO))
 
 
 @lru_cache(maxsize=None)

@@ -509,10 +509,18 @@ def test_noise_correction_matches_one_spherical_sgd_step(name: str) -> None:
 
 @pytest.mark.parametrize("student, teacher", [("linear", None), ("He2", None), ("He3", None), ("He5", None),
                                               ("He3", "linear"), ("linear", "He2"), ("He4", "He2")])
-def test_risk_function_agrees_with_the_from_scratch_model(student: str, teacher: str | None) -> None:
-    # F(q, rho) is built twice: from the kernels here, by Wick's theorem in lorabook.single_index
-    # (polynomial activations). Until they share one construction, they must be identical.
+def test_risk_function_agrees_with_a_direct_wick_derivation(student: str, teacher: str | None) -> None:
+    # F(q, rho) is built once, from the kernels (lorabook.kernels.squared_error_risk_sympy), and
+    # shared with the from-scratch model. Check it against 1/2 E[(s - s_*)^2] by Wick's theorem
+    # directly, and check that the from-scratch model returns the same expression.
     from lorabook import single_index
+    from lorabook.activations import activation_sympy
+    from lorabook.gaussian import gaussian_expectation_sympy
 
-    difference = lora.risk_function_sympy(student, teacher) - single_index.population_risk_sympy(student, teacher)
-    assert sp.expand(difference.subs({lora.Q: single_index.Q, lora.RHO: single_index.RHO})) == 0
+    a, b = sp.symbols("a b", real=True)
+    target = activation_sympy(teacher or student, b)
+    direct = gaussian_expectation_sympy(sp.Rational(1, 2) * (activation_sympy(student, a) - target) ** 2,
+                                        (a, b), (lora.Q, lora.RHO, 1))
+    assert sp.expand(lora.risk_function_sympy(student, teacher) - direct) == 0
+    from_scratch = single_index.population_risk_sympy(student, teacher)
+    assert sp.expand(from_scratch.subs({single_index.Q: lora.Q, single_index.RHO: lora.RHO}) - direct) == 0
