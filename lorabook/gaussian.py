@@ -26,6 +26,8 @@ import numpy as np
 import sympy as sp
 from numpy.polynomial import hermite_e
 
+from lorabook._seeds import as_generator
+
 
 def hermite(k: int, z: np.ndarray | float) -> np.ndarray:
     """Evaluate the probabilists' Hermite polynomial :math:`\\mathrm{He}_k(z)`.
@@ -489,14 +491,6 @@ def gaussian_expectation_adaptive(
     return value, error
 
 
-def _as_generator(seed: int | np.random.Generator) -> np.random.Generator:
-    if isinstance(seed, np.random.Generator):
-        return seed
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"seed must be an int or a numpy.random.Generator, got {type(seed).__name__}")
-    return np.random.default_rng(int(seed))
-
-
 def monte_carlo_expectation_2d(
     f: Callable[[np.ndarray, np.ndarray], np.ndarray],
     c11: object,
@@ -531,7 +525,7 @@ def monte_carlo_expectation_2d(
     if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < 2:
         raise ValueError(f"n_samples must be an integer >= 2, got {n_samples!r}")
     c11, c12, c22 = check_covariance_2d(c11, c12, c22)
-    rng = _as_generator(seed)
+    rng = as_generator(seed)
     x, y = rng.standard_normal((2, int(n_samples)))
     scale_a = np.sqrt(c11)
     loading = np.divide(c12, scale_a, out=np.zeros_like(c12), where=c11 > 0)

@@ -42,6 +42,8 @@ from typing import Callable, NamedTuple
 import numpy as np
 import sympy as sp
 
+from lorabook._seeds import as_generator
+
 __all__ = [
     "SPECTRUM_KINDS",
     "FinetuningProblem",
@@ -84,15 +86,6 @@ SPECTRUM_KINDS = ("constant", "exponential", "power")
 
 
 # ----------------------------------------------------------------------------- validation
-def _generator(seed: int | np.random.Generator) -> np.random.Generator:
-    """Return a numpy Generator from an integer seed or a Generator (used as is)."""
-    if isinstance(seed, np.random.Generator):
-        return seed
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"seed must be an int or a numpy.random.Generator, got {type(seed).__name__}")
-    return np.random.default_rng(int(seed))
-
-
 def _positive_int(value: object, name: str, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
@@ -158,7 +151,7 @@ def pretrained_weights(output_dimension: int, input_dimension: int, seed: int | 
     """Draw pre-trained weights :math:`A_0 \\in \\mathbb{R}^{d_y\\times d_x}`, :math:`(A_0)_{ij}\\sim\\mathcal N(0,1)` i.i.d."""
     dy = _positive_int(output_dimension, "output_dimension")
     dx = _positive_int(input_dimension, "input_dimension")
-    return _generator(seed).standard_normal((dy, dx))
+    return as_generator(seed).standard_normal((dy, dx))
 
 
 def gaussian_task_shift(output_dimension: int, input_dimension: int, true_rank: int,
@@ -185,7 +178,7 @@ def gaussian_task_shift(output_dimension: int, input_dimension: int, true_rank: 
     k = _positive_int(true_rank, "true_rank")
     if k > min(dx, dy):
         raise ValueError(f"true_rank must be in 1..min(dx, dy) = 1..{min(dx, dy)}, got {k}")
-    rng = _generator(seed)
+    rng = as_generator(seed)
     U = rng.standard_normal((dy, k))
     V = rng.standard_normal((k, dx))
     return U @ V / np.sqrt(k)
@@ -257,7 +250,7 @@ def spectral_task_shift(output_dimension: int, input_dimension: int, singular_va
         raise ValueError(f"at most min(dx, dy) = {min(dx, dy)} singular values, got {s.size}")
     if not np.all(np.isfinite(s)) or np.any(s < 0):
         raise ValueError("singular_values must be finite and non-negative")
-    rng = _generator(seed)
+    rng = as_generator(seed)
     U = _haar_orthonormal(rng, dy, s.size)
     V = _haar_orthonormal(rng, dx, s.size)
     return (U * s) @ V.T
@@ -296,7 +289,7 @@ def regression_data(true_weights: np.ndarray, num_samples: int, noise_std: float
     sigma = _nonnegative_float(noise_std, "noise_std")
     batch = () if num_seeds is None else (_positive_int(num_seeds, "num_seeds"),)
     dy, dx = A_star.shape
-    rng = _generator(seed)
+    rng = as_generator(seed)
     X = rng.standard_normal(batch + (n, dx))
     Y = X @ A_star.T + sigma * rng.standard_normal(batch + (n, dy))
     return X, Y
@@ -320,7 +313,7 @@ def finetuning_problem(input_dimension: int, output_dimension: int, num_samples:
                        noise_std: float, seed: int | np.random.Generator) -> FinetuningProblem:
     """Draw ``A0`` (:func:`pretrained_weights`), a Gaussian rank-``k`` shift
     (:func:`gaussian_task_shift`) and data (:func:`regression_data`) from one generator."""
-    rng = _generator(seed)
+    rng = as_generator(seed)
     A0 = pretrained_weights(output_dimension, input_dimension, rng)
     D = gaussian_task_shift(output_dimension, input_dimension, true_rank, rng)
     X, Y = regression_data(A0 + D, num_samples, noise_std, rng)
@@ -570,7 +563,7 @@ def lora_gradient_descent(X: np.ndarray, Y: np.ndarray, A0: np.ndarray, rank: in
         eta = 0.2 / (_largest_covariance_eigenvalue(X) * max(1.0, shift_norm))
     else:
         eta = _nonnegative_float(learning_rate, "learning_rate")
-    rng = _generator(seed)
+    rng = as_generator(seed)
     B = np.zeros((dy, r))
     A = scale * rng.standard_normal((r, dx)) / np.sqrt(dx)
     R = Y - X @ A0.T
@@ -620,7 +613,7 @@ def lora_alternating_least_squares(X: np.ndarray, Y: np.ndarray, A0: np.ndarray,
     n, dx = X.shape
     r = _check_rank(rank, dx, Y.shape[1])
     iterations = _positive_int(iterations, "iterations")
-    rng = _generator(seed)
+    rng = as_generator(seed)
     A = rng.standard_normal((r, dx))
     R = Y - X @ A0.T
     X_pinv_R = np.linalg.pinv(X) @ R
@@ -793,7 +786,7 @@ def excess_risk_monte_carlo(pretrained: np.ndarray, task_shift: np.ndarray, num_
     ranks = [_check_rank(r, dx, dy) for r in ranks]
     num_seeds = _positive_int(num_seeds, "num_seeds")
     chunk_size = _positive_int(chunk_size, "chunk_size")
-    rng = _generator(seed)
+    rng = as_generator(seed)
     A_star = A0 + D
     fft_risks = np.empty(num_seeds)
     lora_risks = np.empty((len(ranks), num_seeds))

@@ -53,6 +53,7 @@ import numpy as np
 
 from lorabook.activations import activation as activation_function
 from lorabook.activations import activation_derivative, check_activation
+from lorabook._seeds import as_generator
 
 SIMULATORS: tuple[str, ...] = ("full", "reduced")
 """Valid ``simulator`` names for :func:`simulate_sgd`."""
@@ -130,14 +131,6 @@ def _check_settings(
     if not np.isfinite(initial_scale):
         raise ValueError(f"initial_scale must be finite, got {initial_scale!r}")
     return teacher
-
-
-def _generator(seed: int | np.random.Generator) -> np.random.Generator:
-    if isinstance(seed, np.random.Generator):
-        return seed
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise TypeError(f"seed must be a non-negative int or a numpy.random.Generator, got {seed!r}")
-    return np.random.default_rng(int(seed))
 
 
 def record_steps(n_steps: int, n_records: int = 200, spacing: str = "log") -> np.ndarray:
@@ -329,7 +322,7 @@ def _simulate(
         raise ValueError(f"escape_threshold must lie in (0, 1], got {escape_threshold!r}")
     if stop_when_escaped and escape_threshold is None:
         raise ValueError("stop_when_escaped needs an escape_threshold")
-    rng = _generator(seed)
+    rng = as_generator(seed)
     m0 = initial_overlaps(rng, dimension, n_seeds, initial_overlap)
     recorder = _Recorder(record_steps(n_steps, n_records, spacing), n_seeds,
                          None if escape_threshold is None else float(escape_threshold), escape_on_magnitude)
