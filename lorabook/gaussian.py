@@ -77,6 +77,14 @@ def _covariance_matrix(covariance: object, n: int) -> sp.Matrix:
     return matrix
 
 
+def _as_polynomial(expr: sp.Expr, variables: Sequence[sp.Symbol], label: object) -> sp.Poly:
+    """``expr`` as a polynomial in ``variables``; ValueError naming ``label`` if it is not one."""
+    try:
+        return sp.Poly(sp.expand(expr), *variables)
+    except sp.PolynomialError as error:
+        raise ValueError(f"expression is not a polynomial in {label}: {error}") from error
+
+
 def gaussian_expectation_sympy(
     expr: sp.Expr, variables: Sequence[sp.Symbol], covariance: object
 ) -> sp.Expr:
@@ -113,10 +121,7 @@ def gaussian_expectation_sympy(
     if not variables:
         raise ValueError("at least one Gaussian variable is required")
     matrix = _covariance_matrix(covariance, len(variables))
-    try:
-        polynomial = sp.Poly(sp.expand(expr), *variables)
-    except sp.PolynomialError as error:
-        raise ValueError(f"expression is not a polynomial in {variables}: {error}") from error
+    polynomial = _as_polynomial(expr, variables, variables)
     entries = tuple(tuple(matrix[i, j] for j in range(len(variables))) for i in range(len(variables)))
     total = sp.Integer(0)
     for exponents, coefficient in polynomial.terms():
@@ -175,10 +180,7 @@ def half_line_expectation_sympy(expr: sp.Expr, variable: sp.Symbol, variance: ob
     ValueError
         If ``expr`` is not a polynomial in ``variable``.
     """
-    try:
-        polynomial = sp.Poly(sp.expand(expr), variable)
-    except sp.PolynomialError as error:
-        raise ValueError(f"expression is not a polynomial in {variable}: {error}") from error
+    polynomial = _as_polynomial(expr, (variable,), variable)
     variance = sp.sympify(variance)
     total = sp.Integer(0)
     for (power,), coefficient in polynomial.terms():
@@ -235,10 +237,7 @@ def hermite_expansion_sympy(expr: sp.Expr, variable: sp.Symbol) -> list[sp.Expr]
     ValueError
         If ``expr`` is not a polynomial in ``variable``.
     """
-    try:
-        polynomial = sp.Poly(sp.expand(expr), variable)
-    except sp.PolynomialError as error:
-        raise ValueError(f"expression is not a polynomial in {variable}: {error}") from error
+    polynomial = _as_polynomial(expr, (variable,), variable)
     degree = polynomial.degree()
     if degree < 0:  # the zero polynomial
         return [sp.Integer(0)]
