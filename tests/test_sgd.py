@@ -118,7 +118,7 @@ def test_validation(changes: dict, error: type, message: str) -> None:
 
 
 def test_reduced_single_sample_path_is_bit_identical_to_the_batched_formulas():
-    # B = 1 runs a specialised loop without the batch axis; it must reproduce, bit for bit, the
+    # B = 1 runs without the batch axis (no reshapes, no one-term sums); it must reproduce, bit for bit, the
     # batched update applied to the same random draws (one chunk: the draws below are the
     # simulator's, in its order: m0, then the normals, then the chi-square variables).
     from lorabook.activations import activation, activation_derivative
