@@ -524,3 +524,57 @@ def test_risk_function_agrees_with_a_direct_wick_derivation(student: str, teache
     assert sp.expand(lora.risk_function_sympy(student, teacher) - direct) == 0
     from_scratch = single_index.population_risk_sympy(student, teacher)
     assert sp.expand(from_scratch.subs({single_index.Q: lora.Q, single_index.RHO: lora.RHO}) - direct) == 0
+
+
+# --- The fixed outer quadrature rule against nested adaptive quadrature -------------------------
+
+def _nested_adaptive_expectation(function, mu: float, u: float, m: float) -> float:
+    """E[function(lambda, lambda_*)] by nested scipy.integrate.quad, independently of lora's rules.
+
+    lambda_* = z1, lambda = mu z1 + u (m z1 + sqrt(1 - m^2) z2) with z1, z2 independent standard
+    normals; both integrals are split at the kinks (z1 = 0, and lambda = 0 in z2).
+    """
+    from scipy import integrate
+
+    density = lambda z: np.exp(-0.5 * z * z) / np.sqrt(2.0 * np.pi)  # noqa: E731
+    across = u * np.sqrt(1.0 - m * m)
+
+    def inner(z1: float) -> float:
+        along = (mu + u * m) * z1
+        points = [] if across == 0 else [float(np.clip(-along / across, -11.0, 11.0))]
+        if across == 0:
+            return float(function(np.array(along), np.array(z1)))
+        value, _ = integrate.quad(lambda z2: function(along + across * z2, z1) * density(z2), -12.0, 12.0,
+                                  points=points, epsabs=1e-14, epsrel=1e-13, limit=400)
+        return value
+
+    total = 0.0
+    for low, high in ((-12.0, 0.0), (0.0, 12.0)):
+        value, _ = integrate.quad(lambda z1: inner(z1) * density(z1), low, high, epsabs=1e-13, epsrel=1e-12,
+                                  limit=400)
+        total += value
+    return total
+
+
+_QUADRATURE_POINTS = ((0.3, 0.4, 0.2), (0.7, -0.5, 0.9), (0.5, 0.8, -1.0), (0.9, 0.0, 0.3), (0.1, 1.3, 0.6))
+
+
+@pytest.mark.parametrize("student,teacher", [("sigmoid", "sigmoid"), ("sigmoid", "relu"), ("relu", "sigmoid"),
+                                             ("erf", "sigmoid"), ("sigmoid", "He3"), ("erf", "erf"),
+                                             ("relu", "relu"), ("erf", "relu")])
+def test_fixed_outer_rule_matches_nested_adaptive_quadrature(student: str, teacher: str) -> None:
+    s, s_star = activation(student), activation(teacher)
+    s1 = activation_derivative(student)
+    for mu, u, m in _QUADRATURE_POINTS:
+        expected_moment = _nested_adaptive_expectation(
+            lambda a, b: (s(a) - s_star(b)) ** 2 * s1(a) ** 2 * u**2, mu, u, m)
+        got_moment = lora.gradient_second_moment(student, mu, u, m, teacher=teacher)
+        assert abs(got_moment - expected_moment) < 1e-11, (student, teacher, mu, u, m)
+        if "sigmoid" in (student, teacher):
+            expected_risk = _nested_adaptive_expectation(lambda a, b: 0.5 * (s(a) - s_star(b)) ** 2, mu, u, m)
+            got_risk = lora.population_risk(student, mu, u, m, teacher=teacher)
+            assert abs(got_risk - expected_risk) < 1e-11, (student, teacher, mu, u, m)
+            s1_star = activation_derivative(teacher)
+            expected_rho = -_nested_adaptive_expectation(lambda a, b: s1(a) * s1_star(b), mu, u, m)
+            _, got_rho = lora.risk_derivatives(student, mu, u, m, teacher=teacher)
+            assert abs(got_rho - expected_rho) < 1e-11, (student, teacher, mu, u, m)
