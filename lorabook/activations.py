@@ -11,13 +11,27 @@ The book uses a small fixed set of activations, always referred to by name:
   :math:`\\mathrm{He}_k`, with :math:`\\mathbb{E}[\\mathrm{He}_j(z)\\mathrm{He}_k(z)] = k!\\,\\delta_{jk}`
   for :math:`z \\sim \\mathcal{N}(0, 1)`.
 
-Every public function validates the name and raises :class:`ValueError` listing the valid
+Teachers (targets) may also be *composite* names, built from the names above:
+
+* ``"<name>^2"``: the square of an activation, e.g. ``"erf^2"``, ``"relu^2"``, ``"He3^2"``
+  (the label change :math:`s_\\star = s^2`, i.e. training on :math:`y^2`);
+* a linear combination of Hermite polynomials, terms joined by ``+`` or ``-``, each ``"He<k>"``
+  or ``"<c>*He<k>"`` with a decimal coefficient ``c``, e.g. ``"He3+He5"``, ``"He2+0.5*He4"``,
+  ``"2*He1-He3"`` (two-term Hermite targets :math:`a_1\\mathrm{He}_k + a_2\\mathrm{He}_{k+k'}`).
+  Coefficients are read exactly (``"0.5"`` is the rational 1/2).
+
+:data:`ACTIVATION_NAMES` lists the names valid for a *student*; :func:`check_target` accepts
+those and the composite teacher names, and every function below that evaluates an activation
+(:func:`activation`, its derivatives, :func:`activation_sympy`, :func:`is_polynomial`) accepts
+both. Every public function validates the name and raises :class:`ValueError` listing the valid
 names (or :class:`TypeError` when the name is not a string).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
+from fractions import Fraction
 
 import numpy as np
 import sympy as sp
@@ -66,6 +80,97 @@ def check_activation(name: object) -> str:
     return name
 
 
+SQUARE_SUFFIX = "^2"
+"""Suffix of a squared-teacher name: ``"erf^2"`` is :math:`s_\\star(z) = \\operatorname{erf}(z)^2`."""
+
+_HERMITE_TERM = re.compile(r"\s*([+-]?)\s*(?:(\d+(?:\.\d*)?|\.\d+)\s*\*\s*)?He(\d+)\s*")
+_TARGET_HELP = (
+    "'<name>^2' (a squared activation, e.g. 'erf^2') or a sum of Hermite terms such as "
+    "'He3+He5' or 'He2+0.5*He4' (degrees 1..%d)" % MAX_HERMITE_DEGREE
+)
+
+
+def hermite_combination(name: str) -> dict[int, Fraction] | None:
+    """Parse a Hermite-combination target name into ``{degree: coefficient}``.
+
+    ``"He2+0.5*He4"`` gives ``{2: Fraction(1), 4: Fraction(1, 2)}``; repeated degrees add up
+    (``"He3+He3"`` is :math:`2\\mathrm{He}_3`). Returns ``None`` if ``name`` is not of that form
+    or is a single plain ``"He<k>"`` (an ordinary activation name).
+
+    Raises
+    ------
+    ValueError
+        If a degree lies outside ``1..MAX_HERMITE_DEGREE`` or every coefficient cancels.
+    """
+    if not isinstance(name, str) or name in ACTIVATION_NAMES:
+        return None
+    position, terms = 0, {}
+    while position < len(name):
+        match = _HERMITE_TERM.match(name, position)
+        if match is None or match.end() == position or (position > 0 and not match.group(1)):
+            return None
+        sign, coefficient, degree = match.group(1), match.group(2), int(match.group(3))
+        if not 1 <= degree <= MAX_HERMITE_DEGREE:
+            raise ValueError(f"Hermite degree {degree} in {name!r} outside 1..{MAX_HERMITE_DEGREE}; valid names: "
+                             f"{', '.join(ACTIVATION_NAMES)}, or composite targets {_TARGET_HELP}")
+        value = Fraction(coefficient) if coefficient else Fraction(1)
+        terms[degree] = terms.get(degree, Fraction(0)) + (-value if sign == "-" else value)
+        position = match.end()
+    terms = {degree: value for degree, value in sorted(terms.items()) if value != 0}
+    if not terms:
+        raise ValueError(f"target {name!r}: every Hermite coefficient cancels; valid names: "
+                         f"{', '.join(ACTIVATION_NAMES)}, or composite targets {_TARGET_HELP}")
+    return terms
+
+
+def squared_base(name: str) -> str | None:
+    """Return ``"erf"`` for the squared-teacher name ``"erf^2"``, ``None`` for any other name."""
+    if isinstance(name, str) and name.endswith(SQUARE_SUFFIX) and name[: -len(SQUARE_SUFFIX)] in ACTIVATION_NAMES:
+        return name[: -len(SQUARE_SUFFIX)]
+    return None
+
+
+def check_target(name: object) -> str:
+    """Validate a teacher (target) name: an activation name or a composite name; return it.
+
+    Composite names are a squared activation ``"<name>^2"`` or a Hermite combination such as
+    ``"He3+He5"`` (see the module docstring).
+
+    Raises
+    ------
+    TypeError
+        If ``name`` is not a string.
+    ValueError
+        If ``name`` is neither; the message describes the valid forms and lists the activations.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"activation or target name must be a string, got {type(name).__name__}; valid names: "
+                        f"{', '.join(ACTIVATION_NAMES)}, or composite targets {_TARGET_HELP}")
+    if name in ACTIVATION_NAMES or squared_base(name) is not None or hermite_combination(name) is not None:
+        return name
+    raise ValueError(f"unknown activation or target {name!r}; valid names: {', '.join(ACTIVATION_NAMES)}, "
+                     f"or composite targets {_TARGET_HELP}")
+
+
+def is_composite(name: str) -> bool:
+    """Whether ``name`` is a composite target (squared activation or Hermite combination)."""
+    return check_target(name) not in ACTIVATION_NAMES
+
+
+def _hermite_combination_coefficients(terms: dict[int, Fraction], shift: int = 0, factor=None) -> np.ndarray:
+    """He-basis coefficient vector of sum_k c_k He_k, differentiated ``shift`` times."""
+    size = max(terms) + 1
+    coefficients = np.zeros(size)
+    for degree, value in terms.items():
+        if degree - shift < 0:
+            continue
+        falling = 1.0
+        for j in range(shift):
+            falling *= degree - j
+        coefficients[degree - shift] += float(value) * falling
+    return coefficients
+
+
 def hermite_degree(name: str) -> int | None:
     """Return ``k`` for the Hermite activation ``"Hek"``, ``None`` for the other activations.
 
@@ -98,7 +203,15 @@ def activation(name: str) -> ArrayFunction:
     callable
         ``s(z)`` evaluated elementwise on an array ``z``.
     """
-    check_activation(name)
+    check_target(name)
+    base = squared_base(name)
+    if base is not None:
+        function = activation(base)
+        return lambda z: function(z) ** 2
+    terms = hermite_combination(name)
+    if terms is not None:
+        coefficients = _hermite_combination_coefficients(terms)
+        return lambda z: hermite_e.hermeval(z, coefficients)
     if name == "linear":
         return lambda z: np.asarray(z, dtype=float) * 1.0
     if name == "erf":
@@ -118,7 +231,15 @@ def activation_derivative(name: str) -> ArrayFunction:
     (a null set under any Gaussian law, so the convention never changes an expectation).
     For Hermite polynomials :math:`\\mathrm{He}_k' = k\\,\\mathrm{He}_{k-1}`.
     """
-    check_activation(name)
+    check_target(name)
+    base = squared_base(name)
+    if base is not None:
+        function, derivative = activation(base), activation_derivative(base)
+        return lambda z: 2.0 * function(z) * derivative(z)
+    terms = hermite_combination(name)
+    if terms is not None:
+        coefficients = _hermite_combination_coefficients(terms, shift=1)
+        return lambda z: hermite_e.hermeval(z, coefficients)
     if name == "linear":
         return lambda z: np.ones_like(np.asarray(z, dtype=float))
     if name == "erf":
@@ -145,7 +266,18 @@ def activation_second_derivative(name: str) -> ArrayFunction:
     :math:`s'' = s'(1 - 2s)` (evaluated stably for large ``|z|``); for Hermite polynomials
     :math:`\\mathrm{He}_k'' = k(k-1)\\mathrm{He}_{k-2}`.
     """
-    check_activation(name)
+    check_target(name)
+    base = squared_base(name)
+    if base == "relu":
+        # (relu^2)'' = 2 Theta: the delta of relu'' multiplies relu(0) = 0.
+        return lambda z: 2.0 * (np.asarray(z) > 0).astype(float)
+    if base is not None:
+        function, first, second = activation(base), activation_derivative(base), activation_second_derivative(base)
+        return lambda z: 2.0 * (first(z) ** 2 + function(z) * second(z))
+    terms = hermite_combination(name)
+    if terms is not None:
+        coefficients = _hermite_combination_coefficients(terms, shift=2)
+        return lambda z: hermite_e.hermeval(z, coefficients)
     if name == "relu":
         raise ValueError("the second derivative of relu is a Dirac delta; treat it analytically")
     if name == "linear":
@@ -180,11 +312,22 @@ def activation_sympy(name: str, z: sp.Symbol | None = None) -> sp.Expr:
     -------
     sympy.Expr
         ``z``, ``erf(z)``, ``Max(z, 0)`` (written as a ``Piecewise``), ``1/(1+exp(-z))`` or the
-        expanded polynomial :math:`\\mathrm{He}_k(z)`.
+        expanded polynomial :math:`\\mathrm{He}_k(z)`; for composite targets the square (expanded
+        for polynomials) or the expanded Hermite combination.
     """
-    check_activation(name)
+    check_target(name)
     if z is None:
         z = sp.Symbol("z", real=True)
+    base = squared_base(name)
+    if base is not None:
+        expr = activation_sympy(base, z) ** 2
+        if base == "relu":
+            return sp.Piecewise((z**2, z > 0), (0, True))
+        return sp.expand(expr) if is_polynomial(base) else expr
+    terms = hermite_combination(name)
+    if terms is not None:
+        return sp.expand(sum(sp.Rational(value.numerator, value.denominator) * sp.hermite_prob(degree, z)
+                             for degree, value in terms.items()))
     if name == "linear":
         return z
     if name == "erf":
@@ -197,6 +340,9 @@ def activation_sympy(name: str, z: sp.Symbol | None = None) -> sp.Expr:
 
 
 def is_polynomial(name: str) -> bool:
-    """Whether the activation is a polynomial (linear or a Hermite polynomial)."""
-    check_activation(name)
-    return name == "linear" or name in HERMITE_NAMES
+    """Whether the activation or target is a polynomial (linear, Hermite, their squares and sums)."""
+    check_target(name)
+    base = squared_base(name)
+    if base is not None:
+        return is_polynomial(base)
+    return name == "linear" or name in HERMITE_NAMES or hermite_combination(name) is not None

@@ -20,7 +20,7 @@ from functools import lru_cache
 import numpy as np
 import sympy as sp
 
-from lorabook.activations import activation, activation_sympy, check_activation, is_polynomial
+from lorabook.activations import activation, activation_sympy, check_target, is_polynomial
 from lorabook.gaussian import (
     DEFAULT_NODES_1D,
     gauss_hermite_expectation,
@@ -49,8 +49,13 @@ def _check_order(k_max: object) -> int:
 
 
 def has_exact_hermite_coefficients(name: str) -> bool:
-    """Whether :func:`hermite_coefficients_sympy` has closed forms for this activation (all but sigmoid)."""
-    return check_activation(name) != "sigmoid"
+    """Whether :func:`hermite_coefficients_sympy` has closed forms for this activation or target.
+
+    True for polynomials (including composite polynomial targets), erf, ReLU and its square;
+    False for the sigmoid and the other non-polynomial composite targets such as ``"erf^2"``.
+    """
+    check_target(name)
+    return is_polynomial(name) or name in ("erf", "relu", "relu^2")
 
 
 @lru_cache(maxsize=None)
@@ -82,6 +87,8 @@ def _exact_coefficient(name: str, k: int) -> sp.Expr:
     if name == "relu":
         # relu(z) = z Theta(z): a half-line moment of the polynomial z He_k(z).
         return half_line_expectation_sympy(_Z * hermite_sympy(k, _Z), _Z, 1) / sp.factorial(k)
+    if name == "relu^2":
+        return half_line_expectation_sympy(_Z**2 * hermite_sympy(k, _Z), _Z, 1) / sp.factorial(k)
     raise AssertionError(name)  # polynomials are expanded in hermite_coefficients_sympy
 
 
@@ -115,11 +122,11 @@ def hermite_coefficients_sympy(name: str, k_max: int) -> list[sp.Expr]:
     ValueError, TypeError
         For an unknown activation name or a bad ``k_max``.
     """
-    check_activation(name)
+    check_target(name)
     k_max = _check_order(k_max)
-    if name == "sigmoid":
+    if not has_exact_hermite_coefficients(name):
         raise NotImplementedError(
-            "the sigmoid has no closed-form Hermite coefficients; use hermite_coefficients "
+            f"{name!r} has no closed-form Hermite coefficients; use hermite_coefficients "
             "(quadrature) or hermite_coefficients_quadrature (with error estimates)"
         )
     if is_polynomial(name):
@@ -158,7 +165,7 @@ def hermite_coefficients_quadrature(
     ValueError
         For an unknown activation or method (the message lists the valid choices).
     """
-    check_activation(name)
+    check_target(name)
     k_max = _check_order(k_max)
     if method not in QUADRATURE_METHODS:
         raise ValueError(f"unknown method {method!r}; valid methods: {', '.join(QUADRATURE_METHODS)}")
@@ -198,16 +205,18 @@ def hermite_coefficients(name: str, k_max: int) -> np.ndarray:
     numpy.ndarray
         Shape ``(k_max + 1,)``.
     """
-    check_activation(name)
+    check_target(name)
     k_max = _check_order(k_max)
     if has_exact_hermite_coefficients(name):
         return np.array([float(c) for c in hermite_coefficients_sympy(name, k_max)])
     values, errors = hermite_coefficients_quadrature(name, k_max, "gauss-hermite", DEFAULT_NODES_1D)
     if np.any(errors > 1e-12):
         raise RuntimeError(f"quadrature of the {name} Hermite coefficients did not converge: {errors.max():.2e}")
-    even = np.arange(k_max + 1) % 2 == 0
-    even[0] = False
-    values[even] = 0.0
+    if name == "sigmoid":
+        # s(z) - 1/2 is odd: its even coefficients beyond c_0 vanish exactly.
+        even = np.arange(k_max + 1) % 2 == 0
+        even[0] = False
+        values[even] = 0.0
     return values
 
 
@@ -223,7 +232,7 @@ def information_exponent(name: str) -> int:
     ValueError, TypeError
         For an unknown activation name.
     """
-    check_activation(name)
+    check_target(name)
     if has_exact_hermite_coefficients(name):
         coefficients = hermite_coefficients_sympy(name, _MAX_INFORMATION_EXPONENT_SEARCH)
         for k in range(1, len(coefficients)):

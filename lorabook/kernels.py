@@ -37,7 +37,7 @@ from typing import NamedTuple
 import numpy as np
 import sympy as sp
 
-from lorabook.activations import activation, activation_sympy, check_activation, is_polynomial
+from lorabook.activations import activation, activation_sympy, check_target, is_polynomial
 from lorabook.gaussian import (
     DEFAULT_NODES_2D,
     check_covariance_2d,
@@ -210,11 +210,23 @@ def _symmetric_pair(f: str, g: str) -> tuple[str, str, bool]:
     return f, g, False
 
 
+def _closed_form_family(name: str) -> str | None:
+    """"polynomial", "erf" or "relu" for the names with closed-form kernels, else None."""
+    if is_polynomial(name):
+        return "polynomial"
+    return name if name in ("erf", "relu") else None
+
+
 def has_closed_form(f: str, g: str) -> bool:
-    """Whether :func:`correlation_kernel_sympy` has a closed form for the pair (no sigmoid)."""
-    check_activation(f)
-    check_activation(g)
-    return "sigmoid" not in (f, g)
+    """Whether :func:`correlation_kernel_sympy` has a closed form for the pair.
+
+    Every pair of polynomials (including composite polynomial targets such as ``"He3+He5"`` or
+    ``"He2^2"``), erf and ReLU has one; pairs with the sigmoid or a non-polynomial composite
+    target (``"erf^2"``, ``"relu^2"``) do not.
+    """
+    check_target(f)
+    check_target(g)
+    return _closed_form_family(f) is not None and _closed_form_family(g) is not None
 
 
 @lru_cache(maxsize=None)
@@ -271,15 +283,15 @@ def correlation_kernel_sympy(
     Raises
     ------
     NotImplementedError
-        For any pair involving ``"sigmoid"`` (no closed form; :func:`correlation_kernel` uses
-        quadrature).
+        For any pair involving ``"sigmoid"`` or a non-polynomial composite target (no closed form;
+        :func:`correlation_kernel` uses quadrature).
     ValueError, TypeError
         For unknown activation names (the message lists the valid names).
     """
     if not has_closed_form(f, g):
         raise NotImplementedError(
-            f"no closed-form Gaussian kernel for ({f!r}, {g!r}): pairs involving the sigmoid have "
-            "none; use correlation_kernel (2-D Gauss-Hermite quadrature) or "
+            f"no closed-form Gaussian kernel for ({f!r}, {g!r}): pairs involving the sigmoid or a "
+            "non-polynomial composite target have none; use correlation_kernel (2-D Gauss-Hermite quadrature) or "
             "correlation_kernel_with_error"
         )
     expr = _kernel_in_standard_symbols(f, g)

@@ -70,8 +70,9 @@ from lorabook.activations import (
     activation_derivative,
     activation_second_derivative,
     activation_sympy,
-    check_activation,
+    check_target,
     is_polynomial,
+    squared_base,
 )
 from lorabook.gaussian import gaussian_expectation_sympy, half_line_expectation_sympy
 
@@ -82,8 +83,10 @@ _Z = sp.Symbol("z", real=True)
 
 
 def _teacher_name(activation: str, teacher: str | None) -> str:
-    check_activation(activation)
-    return activation if teacher is None else check_activation(teacher)
+    # Students and teachers may both be composite names (e.g. the two-term target "He3+He5" as
+    # its own student); see lorabook.activations.
+    check_target(activation)
+    return activation if teacher is None else check_target(teacher)
 
 
 def check_pretraining_strength(mu: object) -> np.ndarray:
@@ -201,7 +204,7 @@ def _closed_form_linearization_pair(activation: str, teacher: str) -> bool:
     non-polynomial activations (erf and ReLU) its integration can run for minutes, so those go to
     quadrature like the sigmoid.
     """
-    if "sigmoid" in (activation, teacher):
+    if not _closed_form_pair(activation, teacher):
         return False
     return activation == teacher or is_polynomial(activation) or is_polynomial(teacher)
 
@@ -305,6 +308,67 @@ def search_time(activation: str, mu: float | np.ndarray, teacher: str | None = N
     return float(time) if np.ndim(time) == 0 else time
 
 
+def trap_strengths_sympy(activation: str, teacher: str | None = None) -> list[sp.Expr]:
+    """Exact roots of :math:`A(\\mu)` in :math:`(0, 1)`, for pairs where :math:`A` is a polynomial in :math:`\\mu`.
+
+    At such a root :math:`\\mu_c` the off-diagonal drive vanishes: :math:`\\lambda_+ = \\max(B, 0)`,
+    so wherever :math:`B(\\mu_c) < 0` the search time :math:`\\tau` diverges (a *trap*). For two
+    polynomial activations :math:`A(\\mu)` is a polynomial (:func:`linearization_sympy`); its real
+    roots are returned as exact algebraic numbers (``sympy.CRootOf`` or radicals), so
+    ``root.evalf(50)`` gives them to any precision. Roots of even multiplicity are included.
+
+    Returns
+    -------
+    list of sympy.Expr
+        The distinct roots in the open interval :math:`(0, 1)`, increasing.
+
+    Raises
+    ------
+    NotImplementedError
+        If :math:`A(\\mu)` is not a polynomial for this pair (use :func:`trap_strengths`).
+    """
+    teacher_name = _teacher_name(activation, teacher)
+    if not (is_polynomial(activation) and is_polynomial(teacher_name)):
+        raise NotImplementedError(
+            f"A(mu) is a polynomial only for two polynomial activations, got ({activation!r}, "
+            f"{teacher_name!r}); trap_strengths finds the roots numerically"
+        )
+    coefficient_a, _ = linearization_sympy(activation, teacher_name)
+    polynomial = sp.Poly(sp.expand(coefficient_a), MU)
+    roots = [root for root in sp.real_roots(polynomial) if 0 < root < 1]
+    return sorted(set(roots), key=lambda root: float(root))
+
+
+def trap_strengths(activation: str, teacher: str | None = None, grid_size: int = 4001) -> np.ndarray:
+    """Every pre-training strength :math:`\\mu_c \\in (0, 1)` with :math:`A(\\mu_c) = 0`, as floats.
+
+    Exact polynomial roots (:func:`trap_strengths_sympy`) for two polynomial activations.
+    Otherwise :math:`A` is scanned on ``grid_size`` points of :math:`(0, 1)` and each sign change
+    is refined with Brent's method to machine precision; a root where :math:`A` touches zero
+    without changing sign would be missed (none occurs for the book's activations, whose
+    :math:`A(\\mu)` are checked against the exact polynomial roots in the tests).
+
+    Returns
+    -------
+    numpy.ndarray
+        The roots in increasing order (empty if there is none).
+    """
+    from scipy import optimize
+
+    teacher_name = _teacher_name(activation, teacher)
+    if is_polynomial(activation) and is_polynomial(teacher_name):
+        return np.array([float(root.evalf(30)) for root in trap_strengths_sympy(activation, teacher_name)])
+    if isinstance(grid_size, bool) or not isinstance(grid_size, (int, np.integer)) or grid_size < 3:
+        raise ValueError(f"grid_size must be an integer >= 3, got {grid_size!r}")
+    grid = np.linspace(0.0, 1.0, int(grid_size) + 2)[1:-1]
+    values, _ = linearization(activation, grid, teacher_name)
+    function = lambda value: float(linearization(activation, value, teacher_name)[0])  # noqa: E731
+    roots = [float(grid[i]) for i in np.flatnonzero(values == 0)]
+    for i in np.flatnonzero(np.sign(values[:-1]) * np.sign(values[1:]) < 0):
+        roots.append(optimize.brentq(function, grid[i], grid[i + 1], xtol=1e-15, rtol=4 * np.finfo(float).eps))
+    return np.array(sorted(roots))
+
+
 # ---------------------------------------------------------------------------------------------
 # The full overlap flow: population risk, its gradient in (q, rho), and the ODE right-hand side.
 # ---------------------------------------------------------------------------------------------
@@ -380,7 +444,9 @@ def _as_output(value: np.ndarray, shape: tuple[int, ...]) -> float | np.ndarray:
 
 
 def _closed_form_pair(activation: str, teacher: str) -> bool:
-    return "sigmoid" not in (activation, teacher)
+    from lorabook.kernels import has_closed_form
+
+    return has_closed_form(activation, teacher)
 
 
 def _to_internal(expr: sp.Expr) -> sp.Expr:
@@ -503,25 +569,44 @@ def _outer_rule() -> tuple[np.ndarray, np.ndarray]:
     return nodes, weights * np.exp(-0.5 * nodes**2) / np.sqrt(2.0 * np.pi)
 
 
+def _relu_moment(n: int, mean: np.ndarray, sd: np.ndarray) -> np.ndarray:
+    """E[(mean + sd y)^n 1{mean + sd y > 0}] for y ~ N(0, 1), in closed form.
+
+    With t = mean/sd and the partial moments M_j = E[y^j 1{y > -t}], M_0 = Phi(t),
+    M_1 = phi(t), M_j = (-t)^(j-1) phi(t) + (j - 1) M_(j-2) (integration by parts), the moment is
+    sum_j binom(n, j) mean^(n-j) sd^j M_j. t is clipped to +-40, where phi underflows to 0 and
+    Phi is exactly 0 or 1, so sd = 0 gives relu(mean)^n.
+    """
+    from math import comb
+
+    from scipy import special
+
+    mean, sd = np.broadcast_arrays(np.asarray(mean, dtype=float), np.asarray(sd, dtype=float))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # sd = 0: a point mass at mean; the sign of mean decides (mean = 0 gives 0 for n >= 1).
+        ratio = np.where(sd > 0, mean / np.where(sd > 0, sd, 1.0), 40.0 * np.sign(mean))
+    ratio = np.clip(ratio, -40.0, 40.0)
+    pdf = np.exp(-0.5 * ratio**2) / np.sqrt(2.0 * np.pi)
+    partial = [special.ndtr(ratio), pdf]
+    for j in range(2, n + 1):
+        partial.append((-ratio) ** (j - 1) * pdf + (j - 1) * partial[j - 2])
+    return sum(comb(n, j) * mean ** (n - j) * sd**j * partial[j] for j in range(n + 1))
+
+
 def _teacher_inner_moments(teacher: str, kind: str, mean: np.ndarray, sd: np.ndarray) -> np.ndarray:
     """E[b(mean + sd y)], y ~ N(0, 1), for b = s_*^k (kind "power1", "power2") or s_*' ("derivative").
 
-    Closed forms for relu (mean/sd Gaussian moments of relu, relu^2 and Theta); Gauss-Hermite with
+    Closed forms for relu and relu^2 (half-line Gaussian moments, :func:`_relu_moment`); Gauss-Hermite with
     _INNER_NODES nodes otherwise (exact for polynomials up to degree 127; for erf^2 and the sigmoid,
     whose integrands are analytic with sd <= 1, the error is at rounding level).
     """
     from scipy import special
 
-    if teacher == "relu":
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = np.where(sd > 0, mean / np.where(sd > 0, sd, 1.0), np.sign(mean) * np.inf)
-        cdf = special.ndtr(ratio)
-        pdf = np.where(np.isfinite(ratio), np.exp(-0.5 * np.minimum(ratio**2, 1e300)) / np.sqrt(2 * np.pi), 0.0)
-        if kind == "power1":
-            return mean * cdf + sd * pdf
-        if kind == "power2":
-            return (mean**2 + sd**2) * cdf + mean * sd * pdf
-        return cdf
+    relu_power = 1 if teacher == "relu" else 2 if squared_base(teacher) == "relu" else None
+    if relu_power is not None:
+        # s_* = relu^p: every kind is a half-line moment E[(mean + sd y)^n; mean + sd y > 0].
+        n = {"power1": relu_power, "power2": 2 * relu_power, "derivative": relu_power - 1}[kind]
+        return (relu_power if kind == "derivative" else 1) * _relu_moment(n, mean, sd)
     function = activation_function(teacher) if kind != "derivative" else activation_derivative(teacher)
     power = 2 if kind == "power2" else 1
     nodes, weights = _inner_rule()
@@ -709,7 +794,7 @@ def _risk_derivatives_quadrature(activation: str, teacher: str, q, rho, sigma) -
     from lorabook.kernels import correlation_kernel_sympy
 
     first = activation_derivative(activation)
-    if activation == "sigmoid":
+    if not _closed_form_pair(activation, activation):
         student = activation_function(activation)
         second = activation_second_derivative(activation)
         self_slope = _conditional_expectation([(lambda z: first(z) ** 2 + student(z) * second(z), "one")],

@@ -52,7 +52,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lorabook.activations import activation as activation_function
-from lorabook.activations import activation_derivative, check_activation
+from lorabook.activations import activation_derivative, check_target
 from lorabook._seeds import as_generator
 
 SIMULATORS: tuple[str, ...] = ("full", "reduced")
@@ -116,8 +116,8 @@ def _check_settings(
     activation: str, teacher: str | None, dimension: int, learning_rate: float, batch_size: int,
     n_steps: int, n_seeds: int, pretraining_strength: float, initial_scale: float,
 ) -> str:
-    check_activation(activation)
-    teacher = activation if teacher is None else check_activation(teacher)
+    check_target(activation)
+    teacher = activation if teacher is None else check_target(teacher)
     for name, value, minimum in (("dimension", dimension, 3), ("batch_size", batch_size, 1),
                                  ("n_steps", n_steps, 0), ("n_seeds", n_seeds, 1)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):

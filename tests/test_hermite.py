@@ -94,3 +94,12 @@ def test_validation_messages_name_the_choices() -> None:
         hermite.hermite_coefficients("erf", -1)
     with pytest.raises(ValueError):
         hermite.hermite_kernel_series("erf", "erf", 1.5, 3)
+
+
+@pytest.mark.parametrize("name", ["relu^2", "erf^2", "He1+He3", "He3^2"])
+def test_composite_target_coefficients_match_adaptive_quadrature(name: str) -> None:
+    exact = hermite.hermite_coefficients(name, 8)
+    reference, errors = hermite.hermite_coefficients_quadrature(name, 8, method="adaptive")
+    np.testing.assert_allclose(exact, reference, rtol=0, atol=1e-9 + 10 * errors.max())
+    if name == "erf^2":  # an even function: its odd coefficients vanish (by quadrature, to rounding)
+        assert np.all(np.abs(exact[1::2]) < 1e-12)

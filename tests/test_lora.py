@@ -14,6 +14,8 @@ from lorabook.activations import (
     activation,
     activation_derivative,
     activation_second_derivative,
+    activation_sympy,
+    is_polynomial,
 )
 
 MU_GRID = (0.05, 0.1, 0.3, 0.5, 0.7, 0.9, 0.99)
@@ -203,7 +205,10 @@ SMOOTH_OR_CLOSED = [name for name in ACTIVATION_NAMES if name != "sigmoid"]
 # mixed closed-form pairs, and the quadrature path with a kinked partner.
 CROSS_PAIRS = [("linear", "He3"), ("erf", "relu"), ("relu", "He2"), ("He2", "erf"), ("relu", "sigmoid"),
                ("sigmoid", "He3")]
-ALL_PAIRS = [(name, None) for name in ACTIVATION_NAMES] + CROSS_PAIRS
+# Composite targets (lorabook.activations): squared teachers and a two-term Hermite model.
+COMPOSITE_PAIRS = [("erf", "erf^2"), ("relu", "relu^2"), ("sigmoid", "sigmoid^2"), ("He3", "He3^2"),
+                   ("linear", "linear^2"), ("He1+He3", None), ("He2", "He2+0.5*He4")]
+ALL_PAIRS = [(name, None) for name in ACTIVATION_NAMES] + CROSS_PAIRS + COMPOSITE_PAIRS
 
 
 def _explicit_preactivations(mu: float, u: float, m: float, n_samples: int, seed: int):
@@ -222,7 +227,7 @@ def _random_states(seed: int, count: int = 3):
 
 
 def _polynomial_degree(name: str) -> int:
-    return 1 if name == "linear" else int(name[2:])
+    return int(sp.degree(activation_sympy(name, sp.Symbol("z"))))
 
 
 def _monte_carlo_is_reliable(student: str, teacher: str, power: int) -> bool:
@@ -233,7 +238,7 @@ def _monte_carlo_is_reliable(student: str, teacher: str, power: int) -> bool:
     2e5 samples gave 1.5e5 +- 5e4 for an exact 1.3e6). Polynomial statistics of degree <= 12 are
     checked by Monte Carlo, the others against independent quadrature instead.
     """
-    degrees = [_polynomial_degree(name) for name in (student, teacher) if name not in ("erf", "relu", "sigmoid")]
+    degrees = [_polynomial_degree(name) for name in (student, teacher) if is_polynomial(name)]
     return not degrees or power * max(degrees) <= 12
 
 
@@ -578,3 +583,105 @@ def test_fixed_outer_rule_matches_nested_adaptive_quadrature(student: str, teach
             expected_rho = -_nested_adaptive_expectation(lambda a, b: s1(a) * s1_star(b), mu, u, m)
             _, got_rho = lora.risk_derivatives(student, mu, u, m, teacher=teacher)
             assert abs(got_rho - expected_rho) < 1e-11, (student, teacher, mu, u, m)
+
+
+# --- Composite targets: search times, the relu^2 inner moments, and traps -----------------------
+
+def _mp_composite(name: str):
+    """(s, s') in mpmath for a plain activation, its square or a Hermite combination."""
+    from lorabook.activations import hermite_combination, squared_base
+
+    base = squared_base(name)
+    if base is not None:
+        s, ds, _ = _mp_functions(base)
+        return (lambda z: s(z) ** 2), (lambda z: 2 * s(z) * ds(z))
+    terms = hermite_combination(name)
+    if terms is not None:
+        pairs = [(mp.mpf(c.numerator) / c.denominator, k) for k, c in terms.items()]
+        return (lambda z: sum(c * _mp_hermite(k, z) for c, k in pairs),
+                lambda z: sum(c * k * _mp_hermite(k - 1, z) for c, k in pairs))
+    s, ds, _ = _mp_functions(name)
+    return s, ds
+
+
+@pytest.mark.parametrize("student, teacher", [("erf", "erf^2"), ("sigmoid", "sigmoid^2"), ("He3", "He3^2"),
+                                              ("linear", "linear^2"), ("He1+He3", None), ("He3+He5", None),
+                                              ("erf", "He5")])
+def test_composite_search_time_matches_high_precision_quadrature(student: str, teacher) -> None:
+    teacher_name = student if teacher is None else teacher
+    if student in ACTIVATION_NAMES:
+        s, ds, d2s = _mp_functions(student)
+    else:  # a Hermite combination as its own student
+        s, ds = _mp_composite(student)
+        terms = [(mp.mpf(c.numerator) / c.denominator, k)
+                 for k, c in __import__("lorabook").activations.hermite_combination(student).items()]
+        d2s = lambda z: sum(c * k * (k - 1) * _mp_hermite(k - 2, z) for c, k in terms if k >= 2)  # noqa: E731
+    t, dt = _mp_composite(teacher_name)
+    density = lambda z: mp.exp(-z * z / 2) / mp.sqrt(2 * mp.pi)  # noqa: E731
+    expect = lambda f: mp.quad(lambda z: f(z) * density(z), [-mp.inf, 0, mp.inf])  # noqa: E731
+    expected = []
+    with mp.workdps(20):
+        for mu in (0.05, 0.3, 0.7, 0.95):
+            mu = mp.mpf(mu)
+            risk_q = expect(lambda z: ds(mu * z) ** 2 + d2s(mu * z) * (s(mu * z) - t(z))) / 2
+            risk_rho = -expect(lambda z: ds(mu * z) * dt(z))
+            a, b = -(2 * mu * risk_q + risk_rho), -2 * risk_q
+            expected.append(float(2 / (b + mp.sqrt(b * b + 4 * a * a))))
+    computed = lora.search_time(student, np.array([0.05, 0.3, 0.7, 0.95]), teacher)
+    np.testing.assert_allclose(computed, expected, rtol=1e-6)
+
+
+def test_relu_student_with_squared_relu_teacher_in_closed_form() -> None:
+    # F_q = (1/2)(E[Theta] + E[delta(mu z)(relu(mu z) - relu(z)^2)]) = 1/4 (the delta term is 0 at z = 0);
+    # F_rho = -E[Theta(z) 2 relu(z)] = -2 E[z; z > 0] = -sqrt(2/pi).
+    mu = np.array([0.1, 0.5, 0.9, 1.0])
+    coefficient_a, coefficient_b = lora.linearization("relu", mu, teacher="relu^2")
+    np.testing.assert_allclose(coefficient_a, np.sqrt(2 / np.pi) - mu / 2, rtol=1e-10)
+    np.testing.assert_allclose(coefficient_b, -0.5, rtol=1e-10)
+
+
+@pytest.mark.parametrize("power", [0, 1, 2, 3, 4])
+def test_half_line_moments_of_relu(power: int) -> None:
+    from scipy import integrate
+
+    for mean, sd in ((0.7, 0.4), (-0.3, 1.2), (2.0, 0.05), (-1.0, 0.0), (0.5, 0.0)):
+        if sd == 0:
+            expected = max(mean, 0.0) ** power if mean > 0 else 0.0
+        else:
+            # the Gaussian weight is negligible beyond |y| = 12: a finite interval keeps quad reliable
+            expected, _ = integrate.quad(lambda y: (mean + sd * y) ** power * np.exp(-y * y / 2) / np.sqrt(2 * np.pi),
+                                         max(-mean / sd, -12.0), 12.0, epsabs=1e-14, epsrel=1e-12, limit=200)
+        got = float(lora._relu_moment(power, np.array(mean), np.array(sd)))
+        assert got == pytest.approx(expected, rel=1e-10, abs=1e-13), (power, mean, sd)
+
+
+@pytest.mark.parametrize("name", ["He3", "He5", "He7", "He9"])
+def test_traps_of_odd_hermite_targets(name: str) -> None:
+    roots = lora.trap_strengths_sympy(name)
+    assert len(roots) == 1
+    root = float(roots[0].evalf(30))
+    # A vanishes and changes sign there, and B < 0, so the search time diverges.
+    coefficient_a, coefficient_b = lora.linearization(name, np.array([root - 1e-6, root, root + 1e-6]))
+    assert abs(coefficient_a[1]) < 1e-9 * max(1.0, abs(coefficient_a[0]) * 1e6)
+    assert coefficient_a[0] * coefficient_a[2] < 0 and coefficient_b[1] < 0
+    assert lora.search_time(name, root) > 1e6 * lora.search_time(name, root - 0.05)
+    np.testing.assert_allclose(lora.trap_strengths(name), [root], rtol=0, atol=1e-15)
+
+
+def test_trap_values_quoted_by_the_paper_and_none_for_even_targets() -> None:
+    assert abs(lora.trap_strengths("He3")[0] - 0.32) < 0.005 and abs(lora.trap_strengths("He5")[0] - 0.43) < 0.01
+    for name in ("linear", "He2", "He4", "erf", "relu", "sigmoid"):
+        assert lora.trap_strengths(name).size == 0, name
+
+
+def test_numerical_trap_search_matches_a_symbolic_root() -> None:
+    # (erf, He5): A(mu) is a closed form but not a polynomial, so trap_strengths scans and refines.
+    coefficient_a, _ = lora.linearization_sympy("erf", "He5")
+    found = lora.trap_strengths("erf", "He5")
+    assert found.size == 1
+    reference = sp.nsolve(coefficient_a, lora.MU, float(found[0]), prec=30)
+    assert abs(found[0] - float(reference)) < 1e-13
+    with pytest.raises(NotImplementedError, match="trap_strengths"):
+        lora.trap_strengths_sympy("erf", "He5")
+    with pytest.raises(ValueError, match="grid_size"):
+        lora.trap_strengths("erf", "He5", grid_size=2)

@@ -24,8 +24,10 @@ SIGNIFICANCE = 1e-3
              initial_overlap=0.2),
         dict(activation="erf", teacher="erf", dimension=60, learning_rate=0.02, batch_size=3, n_steps=150,
              pretraining_strength=0.5, initial_scale=0.2, train_scale=True, initial_overlap=0.3),
+        dict(activation="erf", teacher="erf^2", dimension=60, learning_rate=0.02, batch_size=3, n_steps=150,
+             pretraining_strength=0.5, initial_scale=0.2, train_scale=True, initial_overlap=0.3),
     ],
-    ids=["from-scratch-He2", "lora-erf-mu0.5"],
+    ids=["from-scratch-He2", "lora-erf-mu0.5", "lora-erf-squared-teacher"],
 )
 def test_full_and_reduced_agree_in_distribution(settings: dict) -> None:
     common = dict(n_seeds=400, n_records=2, spacing="linear", **settings)
