@@ -695,11 +695,14 @@ def population_risk(
     """
     teacher_name = _teacher_name(activation, teacher)
     _, _, _, q, rho, sigma = _overlap_state(mu, u, m)
-    if _closed_form_pair(activation, teacher_name):
-        value = _risk_function(activation, teacher_name)(q, rho, sigma)
-    else:
-        value = _risk_quadrature(activation, teacher_name, q, rho, sigma)
-    return _as_output(value, q.shape)
+    return _as_output(_risk_at(activation, teacher_name, q, rho, sigma), q.shape)
+
+
+def _risk_at(activation: str, teacher: str, q, rho, sigma) -> np.ndarray:
+    """F(q, rho) with sigma = sqrt(q - rho^2) given separately (names already validated)."""
+    if _closed_form_pair(activation, teacher):
+        return _risk_function(activation, teacher)(q, rho, sigma)
+    return _risk_quadrature(activation, teacher, q, rho, sigma).reshape(np.shape(q))
 
 
 @lru_cache(maxsize=None)

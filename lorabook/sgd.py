@@ -114,7 +114,7 @@ class SGDResult:
 
 def _check_settings(
     activation: str, teacher: str | None, dimension: int, learning_rate: float, batch_size: int,
-    n_steps: int, n_seeds: int, pretraining_strength: float, initial_scale: float,
+    n_steps: int, n_seeds: int, pretraining_strength: float, initial_scale: float | np.ndarray,
 ) -> str:
     check_target(activation)
     teacher = activation if teacher is None else check_target(teacher)
@@ -128,8 +128,9 @@ def _check_settings(
         raise ValueError(f"learning_rate must be positive and finite, got {learning_rate!r}")
     if not np.isfinite(pretraining_strength) or not 0 <= pretraining_strength <= 1:
         raise ValueError(f"pretraining_strength mu must lie in [0, 1], got {pretraining_strength!r}")
-    if not np.isfinite(initial_scale):
-        raise ValueError(f"initial_scale must be finite, got {initial_scale!r}")
+    scale = np.asarray(initial_scale, dtype=float)
+    if scale.shape not in ((), (n_seeds,)) or not np.all(np.isfinite(scale)):
+        raise ValueError(f"initial_scale must be a finite number or an array of n_seeds numbers, got {initial_scale!r}")
     return teacher
 
 
@@ -225,7 +226,7 @@ def simulate_full(
     seed: int | np.random.Generator,
     teacher: str | None = None,
     pretraining_strength: float = 0.0,
-    initial_scale: float = 1.0,
+    initial_scale: float | np.ndarray = 1.0,
     train_scale: bool = False,
     initial_overlap: object = None,
     n_records: int = 200,
@@ -253,7 +254,7 @@ def simulate_full(
     pretraining_strength
         :math:`\\mu \\in [0, 1]` (0: from scratch).
     initial_scale, train_scale
-        :math:`u_0`, and whether :math:`u` is trained (with the same learning rate) or frozen.
+        :math:`u_0` (one number, or one per seed), and whether :math:`u` is trained (with the same learning rate) or frozen.
     initial_overlap
         See :func:`initial_overlaps` (default: :math:`v_0` uniform on the sphere).
     n_records, spacing
@@ -283,7 +284,7 @@ def simulate_reduced(
     seed: int | np.random.Generator,
     teacher: str | None = None,
     pretraining_strength: float = 0.0,
-    initial_scale: float = 1.0,
+    initial_scale: float | np.ndarray = 1.0,
     train_scale: bool = False,
     initial_overlap: object = None,
     n_records: int = 200,
@@ -328,7 +329,9 @@ def _simulate(
                          None if escape_threshold is None else float(escape_threshold), escape_on_magnitude)
     functions = (activation_function(activation), activation_derivative(activation), activation_function(teacher))
     run = _run_full if simulator == "full" else _run_reduced
-    step, m, u = run(rng, functions, m0, float(initial_scale), dimension, float(learning_rate), batch_size,
+    # A scalar u0 is shared by every seed; an array gives each seed its own (e.g. a staged run).
+    u0 = np.broadcast_to(np.asarray(initial_scale, dtype=float), (n_seeds,)).copy()
+    step, m, u = run(rng, functions, m0, u0, dimension, float(learning_rate), batch_size,
                      n_steps, float(pretraining_strength), bool(train_scale), recorder, stop_when_escaped)
     steps, overlap, scale = recorder.finish(step, m, u)
     return SGDResult(

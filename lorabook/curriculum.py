@@ -1,0 +1,152 @@
+"""Staged training (a curriculum): fine-tune on one target, then continue on another.
+
+The remedy of Nwemadji, Loureiro and Barbier (2026) for a trapped target such as
+:math:`\\mathrm{He}_3` at :math:`\\mu \\approx 0.32`: train first on the squared labels
+:math:`y^2` (teacher ``"He3^2"``), then on :math:`y` (teacher ``"He3"``). Each stage starts from
+the state where the previous one ended:
+
+* :func:`simulate_curriculum` chains the SGD simulators of :mod:`lorabook.sgd`. Because the
+  inputs are fresh and isotropic, the state :math:`(m, u)` of each seed is a Markov chain, so
+  handing it to the next stage (as ``initial_overlap`` and ``initial_scale``) continues the same
+  process in law, for both simulators.
+* :func:`integrate_curriculum_ode` chains the overlap ODE of :func:`lorabook.lora.overlap_ode_rhs`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from lorabook._seeds import as_generator
+from lorabook.activations import check_target
+from lorabook.lora import overlap_ode_rhs
+from lorabook.ode import integrate_overlap_ode
+from lorabook.sgd import SGDResult, simulate_sgd
+
+
+@dataclass(frozen=True)
+class CurriculumResult:
+    """Per-stage results and their concatenation on one step axis.
+
+    Attributes
+    ----------
+    stages
+        One :class:`lorabook.sgd.SGDResult` per stage (its steps counted from the stage's start).
+    steps, time, overlap, scale
+        The concatenated records, steps counted from the start of the curriculum (the first
+        record of each later stage, equal to the last of the previous one, is dropped).
+    boundaries
+        The step at which each stage ends.
+    """
+
+    stages: tuple[SGDResult, ...]
+    steps: np.ndarray
+    time: np.ndarray
+    overlap: np.ndarray
+    scale: np.ndarray
+    boundaries: np.ndarray
+
+
+def _check_stages(stages: Sequence[tuple[str, float]], what: str) -> list[tuple[str, float]]:
+    if isinstance(stages, (str, bytes)) or not isinstance(stages, Sequence) or len(stages) == 0:
+        raise TypeError(f"stages must be a non-empty sequence of (teacher, {what}) pairs, got {stages!r}")
+    checked = []
+    for stage in stages:
+        if not isinstance(stage, (tuple, list)) or len(stage) != 2:
+            raise TypeError(f"each stage must be a (teacher, {what}) pair, got {stage!r}")
+        teacher, length = stage
+        check_target(teacher)
+        if not np.isfinite(length) or length <= 0:
+            raise ValueError(f"each stage's {what} must be positive, got {length!r}")
+        checked.append((teacher, length))
+    return checked
+
+
+def simulate_curriculum(
+    simulator: str,
+    activation: str,
+    stages: Sequence[tuple[str, int]],
+    *,
+    seed: int | np.random.Generator,
+    initial_scale: float = 0.0,
+    initial_overlap: object = None,
+    **settings,
+) -> CurriculumResult:
+    """Run SGD through the stages ``[(teacher, n_steps), ...]`` in order, ``u`` trained throughout.
+
+    Parameters
+    ----------
+    simulator
+        ``"full"`` or ``"reduced"`` (:func:`lorabook.sgd.simulate_sgd`).
+    activation
+        The student's activation.
+    stages
+        ``(teacher, n_steps)`` pairs, e.g. ``[("He3^2", 2000), ("He3", 8000)]``.
+    seed
+        One seed (or generator) for the whole curriculum; the stages draw from it in turn.
+    initial_scale, initial_overlap
+        The state at the start of the first stage (as in :func:`lorabook.sgd.simulate_full`).
+    **settings
+        The other keyword arguments of :func:`lorabook.sgd.simulate_full` (``dimension``,
+        ``learning_rate``, ``batch_size``, ``n_seeds``, ``pretraining_strength``, ``n_records``,
+        ``spacing``), shared by every stage.
+    """
+    checked = _check_stages(stages, "n_steps")
+    for forbidden in ("teacher", "n_steps", "train_scale"):
+        if forbidden in settings:
+            raise TypeError(f"{forbidden!r} is set per stage (or always True) in simulate_curriculum")
+    rng = as_generator(seed)
+    results = []
+    scale, overlap = initial_scale, initial_overlap
+    for teacher, n_steps in checked:
+        result = simulate_sgd(simulator, activation, teacher=teacher, n_steps=int(n_steps), seed=rng,
+                              initial_scale=scale, initial_overlap=overlap, train_scale=True, **settings)
+        results.append(result)
+        scale, overlap = result.scale[:, -1], result.overlap[:, -1]
+    offsets = np.cumsum([0] + [int(n) for _, n in checked])
+    steps = np.concatenate([results[0].steps] + [r.steps[1:] + offsets[i] for i, r in enumerate(results) if i > 0])
+    overlap = np.concatenate([results[0].overlap] + [r.overlap[:, 1:] for r in results[1:]], axis=1)
+    scale = np.concatenate([results[0].scale] + [r.scale[:, 1:] for r in results[1:]], axis=1)
+    learning_rate = results[0].learning_rate
+    return CurriculumResult(stages=tuple(results), steps=steps, time=learning_rate * steps.astype(float),
+                            overlap=overlap, scale=scale, boundaries=offsets[1:])
+
+
+def integrate_curriculum_ode(
+    activation: str,
+    pretraining_strength: float,
+    stages: Sequence[tuple[str, float]],
+    initial_scale: float,
+    initial_overlap: float,
+    noise_strength: float = 0.0,
+    n_times: int = 200,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Integrate the overlap ODE through the stages ``[(teacher, duration), ...]``.
+
+    Each stage integrates :math:`(\\dot u, \\dot m)` of :func:`lorabook.lora.overlap_ode_rhs` with
+    its teacher for ``duration`` units of time (learning rate x steps), starting where the
+    previous stage ended; output times are log-spaced within each stage.
+
+    Returns
+    -------
+    (times, states)
+        ``times`` of shape ``(n,)`` from 0, and ``states`` of shape ``(n, 2)`` with columns
+        :math:`(u, m)`.
+    """
+    checked = _check_stages(stages, "duration")
+    state = np.array([float(initial_scale), float(initial_overlap)])
+    times, states, offset = [np.zeros(1)], [state[None, :]], 0.0
+    for teacher, duration in checked:
+
+        def rhs(t: float, y: np.ndarray, teacher: str = teacher) -> np.ndarray:
+            return np.array(overlap_ode_rhs(activation, pretraining_strength, y[0], y[1], teacher=teacher,
+                                            noise_strength=noise_strength))
+
+        solution = integrate_overlap_ode(rhs, state, float(duration), n_times=n_times, bounded_components=(1,))
+        times.append(offset + solution.time[1:])
+        states.append(solution.state[1:])
+        state = solution.state[-1]
+        offset += float(duration)
+    return np.concatenate(times), np.concatenate(states)

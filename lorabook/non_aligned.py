@@ -1,0 +1,321 @@
+"""Non-aligned pre-training: rank-one LoRA on :math:`w_0 = \\mu w_\\star + \\nu \\xi`.
+
+Model (the variant of Nwemadji, Loureiro and Barbier, 2026, with :math:`\\nu = 1 - \\mu`): the
+pre-trained weight has a component :math:`\\nu\\,\\xi` along a unit vector :math:`\\xi` orthogonal
+to the target direction :math:`w_\\star` (a random unit vector has overlap :math:`O(d^{-1/2})`
+with :math:`w_\\star`; we take it exactly orthogonal). LoRA trains :math:`w = w_0 + u v`,
+:math:`\\lVert v\\rVert = 1`, by the same one-pass spherical SGD as :mod:`lorabook.sgd`. Three
+summary statistics now matter,
+
+.. math:: m = v\\cdot w_\\star, \\qquad p = v\\cdot\\xi, \\qquad u,
+
+through :math:`q = \\lVert w\\rVert^2 = \\mu^2 + \\nu^2 + u^2 + 2u(\\mu m + \\nu p)` and
+:math:`\\rho = w\\cdot w_\\star = \\mu + u m`, so the risk is still :math:`F(q, \\rho)`
+(:func:`overlaps_sympy`). The gradient of :math:`F` in :math:`w` is
+:math:`2F_q w + F_\\rho w_\\star`; projecting the gradient on :math:`v` onto the sphere's tangent
+space gives the drift of :func:`drift_sympy`, and the renormalisation of :math:`v` adds
+:math:`-(\\delta/2)\\,m\\,\\mathbb E[G^2]` to :math:`\\dot m` and :math:`-(\\delta/2)\\,p\\,\\mathbb E[G^2]`
+to :math:`\\dot p` (as in :func:`lorabook.lora.overlap_ode_rhs`).
+
+:func:`simulate` runs the SGD, either in :math:`d` dimensions (``"full"``) or exactly in law with
+:math:`O(B)` work per step (``"reduced"``: the in-span coordinates of each sample along
+:math:`w_\\star, \\xi` and the unit vector of :math:`v` orthogonal to both, plus a
+:math:`\\chi^2_{d-3}` variable for the rest, as in :mod:`lorabook.sgd`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import sympy as sp
+
+from lorabook._seeds import as_generator
+from lorabook.activations import activation as activation_function
+from lorabook.activations import activation_derivative, check_target
+from lorabook.lora import _gradient_factor_at, _risk_at, _risk_derivatives_at
+from lorabook.sgd import SIMULATORS, record_steps
+
+U, M, P = sp.symbols("u m p", real=True)
+"""Symbols for the LoRA scale :math:`u` and the overlaps :math:`m = v\\cdot w_\\star`, :math:`p = v\\cdot\\xi`."""
+MU, NU = sp.symbols("mu nu", nonnegative=True)
+"""Symbols for the aligned and the orthogonal pre-trained components :math:`\\mu`, :math:`\\nu`."""
+F_Q, F_RHO = sp.symbols("F_q F_rho", real=True)
+"""Symbols for :math:`\\partial_q F` and :math:`\\partial_\\rho F` in :func:`drift_sympy`."""
+
+
+def _basis_vectors() -> tuple[sp.Matrix, sp.Matrix, sp.Matrix]:
+    """w_*, xi and v in the orthonormal basis (w_*, xi, e) of the span, e the rest of v."""
+    w_star = sp.Matrix([1, 0, 0])
+    xi = sp.Matrix([0, 1, 0])
+    v = sp.Matrix([M, P, sp.sqrt(1 - M**2 - P**2)])
+    return w_star, xi, v
+
+
+def overlaps_sympy() -> tuple[sp.Expr, sp.Expr]:
+    """:math:`(q, \\rho)` of :math:`w = \\mu w_\\star + \\nu\\xi + uv` from explicit coordinates.
+
+    .. math:: q = \\mu^2 + \\nu^2 + u^2 + 2u(\\mu m + \\nu p), \\qquad \\rho = \\mu + u m.
+    """
+    w_star, xi, v = _basis_vectors()
+    w = MU * w_star + NU * xi + U * v
+    return sp.expand(w.dot(w)), sp.expand(w.dot(w_star))
+
+
+@lru_cache(maxsize=1)
+def drift_sympy() -> tuple[sp.Expr, sp.Expr, sp.Expr]:
+    """Gradient-flow drift :math:`(\\dot u, \\dot m, \\dot p)` in terms of :data:`F_Q`, :data:`F_RHO`.
+
+    With :math:`\\nabla_w R = 2F_q w + F_\\rho w_\\star`, :math:`\\nabla_v R = u\\nabla_w R`,
+    :math:`\\partial_u R = v\\cdot\\nabla_w R`, and :math:`\\dot v = -(I - vv^\\top)\\nabla_v R`:
+
+    .. math:: \\dot u = -v\\cdot g, \\quad \\dot m = -u\\,(w_\\star\\cdot g - m\\, v\\cdot g), \\quad
+              \\dot p = -u\\,(\\xi\\cdot g - p\\, v\\cdot g), \\qquad g = 2F_q w + F_\\rho w_\\star .
+
+    Derived here with sympy from the coordinates of :func:`overlaps_sympy` (no hand algebra).
+    """
+    w_star, xi, v = _basis_vectors()
+    w = MU * w_star + NU * xi + U * v
+    gradient_w = 2 * F_Q * w + F_RHO * w_star
+    along_v = sp.expand(v.dot(gradient_w))
+    du_dt = -along_v
+    dm_dt = -U * (w_star.dot(gradient_w) - M * along_v)
+    dp_dt = -U * (xi.dot(gradient_w) - P * along_v)
+    # v . v = 1 identically: replace the square of the third coordinate.
+    third = sp.sqrt(1 - M**2 - P**2)
+    return tuple(sp.expand(sp.expand(expr).subs(third**2, 1 - M**2 - P**2)) for expr in (du_dt, dm_dt, dp_dt))
+
+
+@lru_cache(maxsize=1)
+def _drift_function():
+    return sp.lambdify((U, M, P, MU, NU, F_Q, F_RHO), drift_sympy(), modules="numpy")
+
+
+def _check_state(mu, nu, u, m, p) -> tuple[np.ndarray, ...]:
+    try:
+        arrays = [np.asarray(value, dtype=float) for value in (mu, nu, u, m, p)]
+    except (TypeError, ValueError) as error:
+        raise TypeError("mu, nu, u, m, p must be real numbers or arrays") from error
+    mu, nu, u, m, p = np.broadcast_arrays(*arrays)
+    if not np.all(np.isfinite(np.stack([mu, nu, u, m, p]))):
+        raise ValueError("mu, nu, u, m, p must be finite")
+    if np.any(mu < 0) or np.any(mu > 1) or np.any(nu < 0):
+        raise ValueError("the pre-trained components must satisfy 0 <= mu <= 1 and nu >= 0")
+    if np.any(m * m + p * p > 1 + 1e-12):
+        raise ValueError("the overlaps of the unit vector v must satisfy m^2 + p^2 <= 1")
+    return mu, nu, u, m, p
+
+
+def _derived_state(mu, nu, u, m, p):
+    """(q, rho, sigma) with sigma^2 = q - rho^2 = (nu + u p)^2 + u^2 (1 - m^2 - p^2), computed as a sum of squares."""
+    rest = np.sqrt(np.maximum(1.0 - m * m - p * p, 0.0))
+    rho = mu + u * m
+    sigma = np.hypot(nu + u * p, u * rest)
+    return rho**2 + sigma**2, rho, sigma
+
+
+def population_risk(activation: str, mu, nu, u, m, p, teacher: str | None = None) -> float | np.ndarray:
+    """Population risk :math:`R = F(q, \\rho)` of the non-aligned model (see :func:`overlaps_sympy`).
+
+    Parameters
+    ----------
+    activation, teacher
+        Student and teacher names (:func:`lorabook.activations.check_target`); ``teacher=None``
+        is the student.
+    mu, nu
+        The aligned and orthogonal pre-trained components, :math:`0 \\le \\mu \\le 1`, :math:`\\nu \\ge 0`.
+    u, m, p
+        LoRA scale and the overlaps of :math:`v` with :math:`w_\\star` and :math:`\\xi`
+        (:math:`m^2 + p^2 \\le 1`).
+    """
+    teacher = check_target(activation) if teacher is None else check_target(teacher)
+    check_target(activation)
+    state = _check_state(mu, nu, u, m, p)
+    q, rho, sigma = _derived_state(*state)
+    value = np.asarray(_risk_at(activation, teacher, q, rho, sigma), dtype=float).reshape(q.shape)
+    return float(value) if value.ndim == 0 else value
+
+
+def overlap_ode_rhs(
+    activation: str, mu, nu, u, m, p, teacher: str | None = None, noise_strength: float = 0.0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Right-hand side :math:`(\\dot u, \\dot m, \\dot p)` of the overlap ODE (time = learning rate x steps).
+
+    The drift of :func:`drift_sympy` (lambdified) with :math:`(F_q, F_\\rho)` from
+    :mod:`lorabook.lora` at :math:`(q, \\rho)`, plus the renormalisation terms
+    :math:`-(\\delta/2)\\,m\\,\\mathbb E[G^2]` and :math:`-(\\delta/2)\\,p\\,\\mathbb E[G^2]`, with
+    :math:`\\delta` = ``noise_strength`` :math:`= \\eta d/B` and
+    :math:`G = u(s(\\lambda) - s_\\star(\\lambda_\\star))s'(\\lambda)`.
+
+    Raises
+    ------
+    ValueError, TypeError
+        For invalid names, states, or a negative ``noise_strength``.
+    """
+    teacher = check_target(activation) if teacher is None else check_target(teacher)
+    check_target(activation)
+    if not np.isfinite(noise_strength) or noise_strength < 0:
+        raise ValueError(f"noise_strength must be finite and >= 0, got {noise_strength!r}")
+    mu, nu, u, m, p = _check_state(mu, nu, u, m, p)
+    q, rho, sigma = _derived_state(mu, nu, u, m, p)
+    risk_q, risk_rho = _risk_derivatives_at(activation, teacher, q, rho, sigma)
+    du_dt, dm_dt, dp_dt = (np.broadcast_to(np.asarray(value, dtype=float), q.shape).copy()
+                           for value in _drift_function()(u, m, p, mu, nu, risk_q, risk_rho))
+    if noise_strength > 0:
+        second_moment = u**2 * _gradient_factor_at(activation, teacher, q, rho, sigma)
+        dm_dt -= 0.5 * noise_strength * m * second_moment
+        dp_dt -= 0.5 * noise_strength * p * second_moment
+    if q.ndim == 0:
+        return float(du_dt), float(dm_dt), float(dp_dt)
+    return du_dt, dm_dt, dp_dt
+
+
+@dataclass(frozen=True)
+class NonAlignedResult:
+    """Trajectories of :math:`(m, p, u)` per seed (leading axis) at the recorded ``steps``."""
+
+    steps: np.ndarray
+    time: np.ndarray
+    overlap: np.ndarray
+    offset_overlap: np.ndarray
+    scale: np.ndarray
+    dimension: int
+    batch_size: int
+    learning_rate: float
+    simulator: str
+
+
+def _initial_state(rng: np.random.Generator, dimension: int, n_seeds: int) -> tuple[np.ndarray, np.ndarray]:
+    """(m0, p0) of v0 uniform on the sphere: two coordinates of a normalised Gaussian vector."""
+    pair = rng.standard_normal((2, n_seeds))
+    rest = rng.chisquare(dimension - 2, size=n_seeds)
+    norm = np.sqrt(pair[0] ** 2 + pair[1] ** 2 + rest)
+    return pair[0] / norm, pair[1] / norm
+
+
+def simulate(
+    simulator: str,
+    activation: str,
+    *,
+    dimension: int,
+    learning_rate: float,
+    batch_size: int,
+    n_steps: int,
+    n_seeds: int,
+    seed: int | np.random.Generator,
+    pretraining_strength: float,
+    offset_strength: float,
+    teacher: str | None = None,
+    initial_scale: float = 0.0,
+    initial_overlaps: tuple[float, float] | None = None,
+    n_records: int = 200,
+    spacing: str = "log",
+) -> NonAlignedResult:
+    """One-pass spherical SGD of rank-one LoRA on :math:`w_0 = \\mu w_\\star + \\nu\\xi` (:math:`u` trained).
+
+    Parameters
+    ----------
+    simulator
+        ``"full"`` (explicit :math:`d`-dimensional vectors) or ``"reduced"`` (exact in law, cost
+        independent of :math:`d`).
+    activation, teacher
+        Student and teacher names; ``teacher=None`` is the student.
+    dimension, learning_rate, batch_size, n_steps, n_seeds, seed
+        As in :func:`lorabook.sgd.simulate_full`; :math:`d \\ge 4`.
+    pretraining_strength, offset_strength
+        :math:`\\mu \\in [0, 1]` and :math:`\\nu \\ge 0` (the paper's variant has :math:`\\nu = 1 - \\mu`).
+    initial_scale
+        :math:`u_0`.
+    initial_overlaps
+        ``None``: :math:`v_0` uniform on the sphere; or a pair :math:`(m_0, p_0)` with
+        :math:`m_0^2 + p_0^2 \\le 1` used for every seed (the rest of :math:`v_0` uniform).
+    n_records, spacing
+        Recording grid (:func:`lorabook.sgd.record_steps`).
+    """
+    if simulator not in SIMULATORS:
+        raise ValueError(f"unknown simulator {simulator!r}; valid simulators: {', '.join(SIMULATORS)}")
+    check_target(activation)
+    teacher = activation if teacher is None else check_target(teacher)
+    for name, value, minimum in (("dimension", dimension, 4), ("batch_size", batch_size, 1),
+                                 ("n_steps", n_steps, 0), ("n_seeds", n_seeds, 1)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+        if value < minimum:
+            raise ValueError(f"{name} must be at least {minimum}, got {value}")
+    if not np.isfinite(learning_rate) or learning_rate <= 0:
+        raise ValueError(f"learning_rate must be positive and finite, got {learning_rate!r}")
+    if not 0 <= pretraining_strength <= 1 or not np.isfinite(offset_strength) or offset_strength < 0:
+        raise ValueError("need 0 <= pretraining_strength <= 1 and a finite offset_strength >= 0")
+    rng = as_generator(seed)
+    m, p = _initial_state(rng, dimension, n_seeds)
+    if initial_overlaps is not None:
+        m0, p0 = (float(value) for value in initial_overlaps)
+        if not m0 * m0 + p0 * p0 <= 1:
+            raise ValueError(f"initial_overlaps (m0, p0) must satisfy m0^2 + p0^2 <= 1, got {initial_overlaps!r}")
+        m, p = np.full(n_seeds, m0), np.full(n_seeds, p0)
+    u = np.full(n_seeds, float(initial_scale))
+    steps = record_steps(n_steps, n_records, spacing)
+    records = np.empty((3, n_seeds, steps.size))
+    functions = (activation_function(activation), activation_derivative(activation), activation_function(teacher))
+    run = _run_full if simulator == "full" else _run_reduced
+    run(rng, functions, m, p, u, dimension, float(learning_rate), batch_size, n_steps, float(pretraining_strength),
+        float(offset_strength), steps, records)
+    return NonAlignedResult(steps=steps, time=learning_rate * steps.astype(float), overlap=records[0],
+                            offset_overlap=records[1], scale=records[2], dimension=int(dimension),
+                            batch_size=int(batch_size), learning_rate=float(learning_rate), simulator=simulator)
+
+
+def _record(steps, records, index, step, m, p, u) -> int:
+    if index < steps.size and step == steps[index]:
+        records[:, :, index] = (m, p, u)
+        return index + 1
+    return index
+
+
+def _run_reduced(rng, functions, m, p, u, d, eta, batch, n_steps, mu, nu, steps, records) -> None:
+    s, s_prime, s_star = functions
+    n_seeds = m.size
+    index = _record(steps, records, 0, 0, m, p, u)
+    step_size = eta / batch
+    for step in range(1, n_steps + 1):
+        # Coordinates of each sample along w_*, xi and e (the unit vector of v orthogonal to both).
+        z = rng.standard_normal((3, n_seeds, batch))
+        chi_square = rng.chisquare(d - 3, size=n_seeds)
+        rest = np.sqrt(np.maximum(1.0 - m * m - p * p, 0.0))
+        along_v = m[:, None] * z[0] + p[:, None] * z[1] + rest[:, None] * z[2]
+        lam = mu * z[0] + nu * z[1] + u[:, None] * along_v
+        h = (s(lam) - s_star(z[0])) * s_prime(lam)
+        g = u[:, None] * h
+        new = [m - step_size * np.sum(g * z[0], axis=1), p - step_size * np.sum(g * z[1], axis=1),
+               rest - step_size * np.sum(g * z[2], axis=1)]
+        norm = np.sqrt(new[0] ** 2 + new[1] ** 2 + new[2] ** 2 + step_size**2 * np.sum(g * g, axis=1) * chi_square)
+        m, p = new[0] / norm, new[1] / norm
+        u = u - step_size * np.sum(h * along_v, axis=1)
+        index = _record(steps, records, index, step, m, p, u)
+
+
+def _run_full(rng, functions, m, p, u, d, eta, batch, n_steps, mu, nu, steps, records) -> None:
+    s, s_prime, s_star = functions
+    n_seeds = m.size
+    # An orthonormal pair (w_*, xi), and v0 with the drawn overlaps (m0, p0) and a uniform rest.
+    basis, _ = np.linalg.qr(rng.standard_normal((d, 2)))
+    w_star, xi = basis[:, 0], basis[:, 1]
+    e = rng.standard_normal((n_seeds, d))
+    e -= np.outer(e @ w_star, w_star) + np.outer(e @ xi, xi)
+    e /= np.linalg.norm(e, axis=1, keepdims=True)
+    rest = np.sqrt(np.maximum(1.0 - m * m - p * p, 0.0))
+    v = m[:, None] * w_star + p[:, None] * xi + rest[:, None] * e
+    w0 = mu * w_star + nu * xi
+    index = _record(steps, records, 0, 0, v @ w_star, v @ xi, u)
+    step_size = eta / batch
+    for step in range(1, n_steps + 1):
+        x = rng.standard_normal((n_seeds, batch, d))
+        along_v = np.einsum("sbd,sd->sb", x, v)
+        lam_star = x @ w_star
+        lam = x @ w0 + u[:, None] * along_v
+        h = (s(lam) - s_star(lam_star)) * s_prime(lam)
+        v = v - step_size * np.einsum("sb,sbd->sd", u[:, None] * h, x)
+        v /= np.linalg.norm(v, axis=1, keepdims=True)
+        u = u - step_size * np.sum(h * along_v, axis=1)
+        index = _record(steps, records, index, step, v @ w_star, v @ xi, u)
