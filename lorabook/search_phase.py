@@ -1,0 +1,349 @@
+"""The search phase of rank-one LoRA: eigen-directions, truncated Hermite series, escape-time fits.
+
+At the pre-trained fixed point :math:`(u, m) = (0, 0)` the overlap flow of the LoRA single-index
+model linearises to
+
+.. math:: \\frac{d}{dt}\\begin{pmatrix} u \\\\ m \\end{pmatrix}
+          = \\begin{pmatrix} B & A \\\\ A & 0 \\end{pmatrix}\\begin{pmatrix} u \\\\ m \\end{pmatrix},
+          \\qquad A = -(2\\mu F_q + F_\\rho), \\quad B = -2F_q,
+
+with escape rate :math:`\\lambda_+ = (B + \\sqrt{B^2 + 4A^2})/2` and search time
+:math:`\\tau = 1/\\lambda_+` (exact values: :func:`lorabook.lora.linearization`,
+:func:`lorabook.lora.search_time`). This module adds what Chapter 5 of the book needs around them:
+
+* :func:`unstable_direction`: the unit eigenvector of the unstable mode, i.e. the combination
+  :math:`p = e_u u + e_m m` that grows like :math:`e^{\\lambda_+ t}`;
+* :func:`hermite_series_linearization`, :func:`hermite_series_search_time`: :math:`(A, B)` and
+  :math:`\\tau` from a Hermite (Mehler) series of :math:`F(q, \\rho)` truncated at degree
+  :math:`N`, the kind of evaluation a closed form replaces, to measure its truncation error;
+* :func:`discrete_search_time`: the search time of the mean SGD map at a finite learning rate;
+* :func:`escape_time_slope`: the least-squares slope of escape times against :math:`\\log d`, with
+  its standard error, the quantity that measures :math:`\\tau/2` in simulations;
+* :func:`search_time_divergence_sympy`: the constant :math:`C` of :math:`\\tau \\sim C (1 - \\mu)^{-2}`
+  as :math:`\\mu \\to 1` for a matching teacher.
+
+All functions are pure; time is :math:`t = \\eta \\times` steps throughout.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import sympy as sp
+
+from lorabook.activations import activation as activation_function
+from lorabook.activations import activation_derivative, check_activation
+from lorabook.lora import MU, check_pretraining_strength, escape_rate, linearization_sympy
+
+_QUADRATURE_NODES = 400
+"""Gauss-Legendre nodes on each half line of the truncated real line (see :func:`_half_line_rule`)."""
+
+
+def unstable_direction(coefficient_a: float, coefficient_b: float) -> tuple[float, float]:
+    """Unit eigenvector :math:`(e_u, e_m)` of :math:`\\begin{pmatrix} B & A \\\\ A & 0 \\end{pmatrix}` for :math:`\\lambda_+`.
+
+    From :math:`A e_u = \\lambda_+ e_m`, the eigenvector is proportional to :math:`(\\lambda_+, A)`;
+    it is normalised with :math:`e_u \\ge 0`. The matrix is symmetric, so
+    :math:`p = e_u u + e_m m` obeys :math:`\\dot p = \\lambda_+ p` exactly in the linearised flow,
+    whatever the stable component.
+
+    Parameters
+    ----------
+    coefficient_a, coefficient_b
+        :math:`A` and :math:`B` (real numbers, not both zero).
+
+    Returns
+    -------
+    (e_u, e_m) : tuple of float
+
+    Raises
+    ------
+    TypeError
+        If a coefficient is not a real number.
+    ValueError
+        If a coefficient is not finite, or :math:`A = 0` with :math:`B \\le 0` (no unstable mode).
+    """
+    try:
+        a, b = float(coefficient_a), float(coefficient_b)
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"coefficients A and B must be real numbers, got {coefficient_a!r}, {coefficient_b!r}") from error
+    if not (np.isfinite(a) and np.isfinite(b)):
+        raise ValueError(f"coefficients A and B must be finite, got {a!r}, {b!r}")
+    rate = float(escape_rate(a, b))
+    if rate <= 0:
+        raise ValueError(f"no unstable mode: lambda_+ = {rate} for A = {a}, B = {b} (need A != 0 or B > 0)")
+    if a == 0.0:
+        return 1.0, 0.0  # B > 0: u alone grows
+    norm = np.hypot(rate, a)
+    return rate / norm, a / norm
+
+
+@lru_cache(maxsize=8)
+def _half_line_rule(n_nodes: int, half_width: float) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes and weights of E[f(z)], z ~ N(0, 1), by Gauss-Legendre on [-L, 0] and [0, L].
+
+    Splitting at 0 keeps the rule exponentially convergent for activations smooth on each half line
+    (ReLU has its kink at 0); the Gaussian mass beyond L = half_width is below exp(-L^2/2).
+    """
+    x, w = np.polynomial.legendre.leggauss(n_nodes)
+    half = 0.5 * half_width * (x + 1.0)
+    nodes = np.concatenate([-half[::-1], half])
+    weights = np.concatenate([w[::-1], w]) * 0.5 * half_width
+    weights = weights * np.exp(-0.5 * nodes**2) / np.sqrt(2.0 * np.pi)
+    return nodes, weights
+
+
+def _normalised_hermite(n_max: int, z: np.ndarray) -> np.ndarray:
+    """Rows He_k(z)/sqrt(k!), k = 0..n_max, by the normalised three-term recurrence (no overflow)."""
+    table = np.empty((n_max + 1, z.size))
+    table[0] = 1.0
+    if n_max >= 1:
+        table[1] = z
+    for k in range(1, n_max):
+        table[k + 1] = (z * table[k] - np.sqrt(k) * table[k - 1]) / np.sqrt(k + 1)
+    return table
+
+
+def _check_terms(n_terms: object, lowest_order: object) -> tuple[int, int]:
+    for name, value in (("n_terms", n_terms), ("lowest_order", lowest_order)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+    if n_terms < 0:
+        raise ValueError(f"n_terms (the truncation degree N) must be >= 0, got {n_terms}")
+    if lowest_order not in (0, 1):
+        raise ValueError(f"lowest_order must be 0 (full series) or 1 (series without the k = 0 mean term), got {lowest_order}")
+    return int(n_terms), int(lowest_order)
+
+
+def hermite_series_linearization(
+    activation: str,
+    mu: float | np.ndarray,
+    n_terms: int,
+    teacher: str | None = None,
+    lowest_order: int = 0,
+) -> tuple[float | np.ndarray, float | np.ndarray]:
+    """:math:`(A, B)` from the Hermite (Mehler) series of :math:`F(q, \\rho)` truncated at degree :math:`N`.
+
+    Write :math:`\\lambda = \\sqrt q\\, x` with :math:`x \\sim \\mathcal N(0, 1)` and expand both
+    :math:`z \\mapsto s(\\sqrt q z)` and the teacher in Hermite polynomials,
+    :math:`a_k(q) = \\mathbb E[s(\\sqrt q z)\\mathrm{He}_k(z)]/k!`,
+    :math:`c_k = \\mathbb E[s_\\star(z)\\mathrm{He}_k(z)]/k!`. Since
+    :math:`(\\lambda/\\sqrt q, \\lambda_\\star)` are standard normals with correlation
+    :math:`r = \\rho/\\sqrt q`, Mehler's formula gives
+
+    .. math:: F(q, \\rho) = \\tfrac12\\mathbb E[s(\\sqrt q z)^2]
+              - \\sum_{k=k_0}^{N} k!\\, a_k(q)\\, c_k\\, \\Big(\\frac{\\rho}{\\sqrt q}\\Big)^k
+              + \\tfrac12\\mathbb E[s_\\star(z)^2].
+
+    Differentiating term by term at :math:`q = \\mu^2`, :math:`\\rho = \\mu` (where :math:`r = 1`),
+    with :math:`a_k'(q) = \\mathbb E[z\\, s'(\\mu z)\\mathrm{He}_k(z)]/(2\\mu\\, k!)`,
+
+    .. math:: F_q = \\frac{1}{2\\mu}\\mathbb E[z\\, s(\\mu z) s'(\\mu z)]
+              - \\sum_{k=k_0}^{N} k!\\, c_k \\Big(a_k'(\\mu^2) - \\frac{k}{2\\mu^2} a_k(\\mu^2)\\Big),
+              \\qquad
+              F_\\rho = -\\sum_{k=k_0}^{N} k!\\, c_k\\, \\frac{k}{\\mu}\\, a_k(\\mu^2),
+
+    and :math:`A = -(2\\mu F_q + F_\\rho)`, :math:`B = -2F_q`. As :math:`N \\to \\infty` with
+    :math:`k_0 = 0` this converges to :func:`lorabook.lora.linearization` (at :math:`r = 1`, the edge
+    of Mehler's series, slowly for non-smooth activations such as ReLU); for a Hermite polynomial
+    :math:`\\mathrm{He}_j` student and teacher it is exact for every :math:`N \\ge j`. The factors
+    :math:`1/\\mu` and :math:`k/\\mu^2` amplify the truncation error at small :math:`\\mu`.
+
+    The one-dimensional expectations use Gauss-Legendre quadrature (400 nodes) on each half of
+    :math:`[-L, L]`, :math:`L = 2\\sqrt{N} + 10`, split at 0 (exact to rounding for activations
+    smooth on each half line, including ReLU); Hermite polynomials are evaluated normalised,
+    :math:`\\mathrm{He}_k/\\sqrt{k!}`.
+
+    Parameters
+    ----------
+    activation
+        Student activation name (:data:`lorabook.activations.ACTIVATION_NAMES`).
+    mu
+        Pre-training strength(s) in ``(0, 1]``.
+    n_terms
+        Truncation degree :math:`N \\ge 0`.
+    teacher
+        Teacher activation name; ``None`` for the same as the student.
+    lowest_order
+        :math:`k_0`: ``0`` for the series above; ``1`` drops the :math:`k = 0` term (the product of
+        the two activations' means), a variant used to test how the published ReLU curve could
+        arise.
+
+    Returns
+    -------
+    (A, B)
+        Floats for scalar ``mu``, arrays of ``mu``'s shape otherwise.
+
+    Raises
+    ------
+    ValueError, TypeError
+        For an unknown activation name, ``mu`` outside ``(0, 1]``, a negative or non-integer
+        ``n_terms`` or ``lowest_order`` not in ``(0, 1)``.
+    """
+    check_activation(activation)
+    teacher_name = activation if teacher is None else check_activation(teacher)
+    n_terms, lowest_order = _check_terms(n_terms, lowest_order)
+    values = check_pretraining_strength(mu)
+    nodes, weights = _half_line_rule(_QUADRATURE_NODES, 2.0 * np.sqrt(n_terms) + 10.0)
+    basis = _normalised_hermite(n_terms, nodes)  # He_k(z_i)/sqrt(k!)
+    student, slope = activation_function(activation), activation_derivative(activation)
+    # Normalised coefficients sqrt(k!) c_k, so that k! c_k a_k = (sqrt(k!) c_k)(sqrt(k!) a_k).
+    target = basis @ (weights * activation_function(teacher_name)(nodes))
+    orders = np.arange(n_terms + 1)
+    kept = orders >= lowest_order
+    coefficient_a = np.empty(values.shape)
+    coefficient_b = np.empty(values.shape)
+    for index, value in np.ndenumerate(values):
+        scaled, scaled_slope = student(value * nodes), slope(value * nodes)
+        a_k = basis @ (weights * scaled)  # sqrt(k!) a_k(mu^2)
+        a_k_prime = basis @ (weights * nodes * scaled_slope) / (2.0 * value)  # sqrt(k!) a_k'(mu^2)
+        self_term = np.sum(weights * nodes * scaled * scaled_slope) / (2.0 * value)
+        risk_q = self_term - np.sum((target * (a_k_prime - orders / (2.0 * value**2) * a_k))[kept])
+        risk_rho = -np.sum((target * orders * a_k)[kept]) / value
+        coefficient_a[index] = -(2.0 * value * risk_q + risk_rho)
+        coefficient_b[index] = -2.0 * risk_q
+    if values.ndim == 0:
+        return float(coefficient_a), float(coefficient_b)
+    return coefficient_a, coefficient_b
+
+
+def hermite_series_search_time(
+    activation: str,
+    mu: float | np.ndarray,
+    n_terms: int,
+    teacher: str | None = None,
+    lowest_order: int = 0,
+) -> float | np.ndarray:
+    """:math:`\\tau_N(\\mu) = 1/\\lambda_+` with :math:`(A, B)` from :func:`hermite_series_linearization`.
+
+    :math:`\\tau_N = \\infty` where the truncated :math:`\\lambda_+` vanishes. Arguments and errors as
+    for :func:`hermite_series_linearization`.
+    """
+    coefficient_a, coefficient_b = hermite_series_linearization(activation, mu, n_terms, teacher, lowest_order)
+    rate = np.asarray(escape_rate(coefficient_a, coefficient_b), dtype=float)
+    with np.errstate(divide="ignore"):
+        time = np.where(rate > 0, 1.0 / np.where(rate > 0, rate, 1.0), np.inf)
+    return float(time) if time.ndim == 0 else time
+
+
+def discrete_search_time(search_time: float | np.ndarray, learning_rate: float) -> float | np.ndarray:
+    """Search time of the mean SGD map at learning rate :math:`\\eta`: :math:`\\tau_\\eta = \\eta/\\log(1 + \\eta/\\tau)`.
+
+    In the search phase the mean of one SGD step on :math:`(u, m)` is the linear map
+    :math:`I + \\eta J` (:math:`J` the linearised flow), whose unstable eigenvalue is
+    :math:`1 + \\eta\\lambda_+`. Per unit time :math:`t = \\eta \\times` steps the unstable combination
+    therefore grows at the rate :math:`\\log(1 + \\eta\\lambda_+)/\\eta = \\lambda_+ - \\eta\\lambda_+^2/2 + O(\\eta^2)`,
+    so :math:`\\tau_\\eta = \\tau\\,(1 + \\eta/(2\\tau) + O(\\eta^2))`.
+
+    Parameters
+    ----------
+    search_time
+        :math:`\\tau > 0` (may be ``inf``).
+    learning_rate
+        :math:`\\eta > 0`.
+
+    Raises
+    ------
+    ValueError
+        For a non-positive ``search_time`` or a non-positive or non-finite ``learning_rate``.
+    """
+    tau = np.asarray(search_time, dtype=float)
+    if np.any(~(tau > 0)):
+        raise ValueError(f"search_time must be positive, got {search_time!r}")
+    if not np.isfinite(learning_rate) or learning_rate <= 0:
+        raise ValueError(f"learning_rate must be positive and finite, got {learning_rate!r}")
+    with np.errstate(divide="ignore"):
+        value = learning_rate / np.log1p(learning_rate / tau)
+    return float(value) if value.ndim == 0 else value
+
+
+def escape_time_slope(dimensions: object, escape_times: object) -> tuple[float, float, float]:
+    """Least-squares fit :math:`t_{\\rm exit} = a \\log d + b` over individual runs, with the slope's standard error.
+
+    .. math:: \\hat a = \\frac{\\sum_i (x_i - \\bar x)(t_i - \\bar t)}{\\sum_i (x_i - \\bar x)^2},
+              \\qquad \\mathrm{se}(\\hat a) = \\sqrt{\\frac{\\sum_i r_i^2/(n - 2)}{\\sum_i (x_i - \\bar x)^2}},
+              \\qquad x_i = \\log d_i,
+
+    with :math:`r_i` the residuals and :math:`n` the number of runs (the classical ordinary least
+    squares error for independent runs with a common spread). In the search phase
+    :math:`t_{\\rm exit} \\approx (\\tau/2)\\log d + \\text{const}`, so :math:`\\hat a` estimates :math:`\\tau/2`.
+
+    Parameters
+    ----------
+    dimensions
+        :math:`d` of each run (one entry per run), or one :math:`d` per row of ``escape_times``.
+    escape_times
+        Escape times, shape ``(n_runs,)`` matching ``dimensions``, or ``(n_dimensions, n_seeds)``.
+
+    Returns
+    -------
+    (slope, intercept, slope_standard_error)
+
+    Raises
+    ------
+    ValueError
+        If the shapes do not match, a time is not finite (censored runs must be handled first),
+        a dimension is not positive, or fewer than two distinct dimensions or three runs are given.
+    """
+    times = np.asarray(escape_times, dtype=float)
+    dims = np.asarray(dimensions, dtype=float)
+    if times.ndim == 2 and dims.ndim == 1 and dims.size == times.shape[0]:
+        dims = np.repeat(dims, times.shape[1])
+        times = times.ravel()
+    if times.ndim != 1 or dims.shape != times.shape:
+        raise ValueError(f"escape_times (shape {np.shape(escape_times)}) must have one entry per run in dimensions "
+                         f"(shape {np.shape(dimensions)}), or one row per dimension")
+    if not np.all(np.isfinite(times)):
+        raise ValueError("escape_times must be finite; censored (non-escaped) runs must be removed or handled first")
+    if np.any(~(dims > 0)):
+        raise ValueError("dimensions must be positive")
+    if np.unique(dims).size < 2 or times.size < 3:
+        raise ValueError("need at least two distinct dimensions and three runs")
+    x = np.log(dims)
+    centred = x - x.mean()
+    spread = np.sum(centred**2)
+    slope = float(np.sum(centred * (times - times.mean())) / spread)
+    intercept = float(times.mean() - slope * x.mean())
+    residuals = times - (slope * x + intercept)
+    standard_error = float(np.sqrt(np.sum(residuals**2) / (times.size - 2) / spread))
+    return slope, intercept, standard_error
+
+
+@lru_cache(maxsize=None)
+def search_time_divergence_sympy(activation: str, teacher: str | None = None) -> sp.Expr:
+    """Exact constant :math:`C = |B(1)|/A'(1)^2` of :math:`\\tau(\\mu) \\sim C\\,(1 - \\mu)^{-2}` as :math:`\\mu \\to 1`.
+
+    For a matching teacher :math:`A(1) = 0` and :math:`B(1) = -\\mathbb E[s'(z)^2] < 0`. With
+    :math:`A \\approx A'(1)(\\mu - 1)`, :math:`\\lambda_+ = 2A^2/(\\sqrt{B^2 + 4A^2} - B)
+    \\approx A^2/|B|`, hence :math:`\\tau \\approx |B(1)|/(A'(1)^2 (1 - \\mu)^2)`. The constant is
+    computed from :func:`lorabook.lora.linearization_sympy`, after checking :math:`A(1) = 0`
+    and :math:`B(1) < 0`.
+
+    Parameters
+    ----------
+    activation, teacher
+        Activation names with a closed-form linearisation (not the sigmoid); ``teacher=None``
+        means the same as the student.
+
+    Returns
+    -------
+    sympy.Expr
+
+    Raises
+    ------
+    ValueError
+        If :math:`A(1) \\ne 0` or :math:`B(1) \\ge 0` (no divergence of this form), or
+        :math:`A'(1) = 0` (a faster divergence).
+    NotImplementedError
+        For pairs without a closed form (see :func:`lorabook.lora.linearization_sympy`).
+    """
+    coefficient_a, coefficient_b = linearization_sympy(activation, teacher)
+    a_at_one = sp.simplify(coefficient_a.subs(MU, 1))
+    b_at_one = sp.simplify(coefficient_b.subs(MU, 1))
+    slope_at_one = sp.simplify(sp.diff(coefficient_a, MU).subs(MU, 1))
+    if a_at_one != 0 or not bool(b_at_one < 0):
+        raise ValueError(f"tau(mu) ~ C (1 - mu)^-2 needs A(1) = 0 and B(1) < 0; got A(1) = {a_at_one}, B(1) = {b_at_one}")
+    if slope_at_one == 0:
+        raise ValueError("A'(1) = 0: tau diverges faster than (1 - mu)^-2")
+    return sp.simplify(-b_at_one / slope_at_one**2)

@@ -1,0 +1,155 @@
+"""Tests of lorabook.search_phase: eigen-direction, truncated Hermite series, escape-time fits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import sympy as sp
+
+from lorabook import lora, search_phase
+
+MU_VALUES = np.array([0.1, 0.3, 0.5, 0.8])
+
+
+@pytest.mark.parametrize("degree", [1, 2, 3, 4])
+def test_hermite_series_is_exact_for_hermite_polynomials_from_their_degree(degree: int) -> None:
+    name = f"He{degree}"
+    exact = np.array(lora.linearization(name, MU_VALUES))
+    for n_terms in (degree, degree + 1, degree + 5):
+        series = np.array(search_phase.hermite_series_linearization(name, MU_VALUES, n_terms))
+        np.testing.assert_allclose(series, exact, rtol=1e-10, atol=1e-10)
+    if degree >= 2:
+        # One term short, the truncation must show: the top coefficient is missing.
+        short = np.array(search_phase.hermite_series_linearization(name, MU_VALUES, degree - 1))
+        assert np.max(np.abs(short - exact)) > 1e-3
+
+
+def test_hermite_series_with_a_different_polynomial_teacher() -> None:
+    exact = np.array(lora.linearization("He3", MU_VALUES, teacher="He1"))
+    series = np.array(search_phase.hermite_series_linearization("He3", MU_VALUES, 3, teacher="He1"))
+    np.testing.assert_allclose(series, exact, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("name", ["erf", "sigmoid"])
+def test_hermite_series_converges_to_the_exact_search_time_for_smooth_activations(name: str) -> None:
+    exact = lora.search_time(name, MU_VALUES)
+    errors = [np.max(np.abs(search_phase.hermite_series_search_time(name, MU_VALUES, n) / exact - 1))
+              for n in (3, 10, 60)]
+    assert errors[0] > 1e-6  # truncation visible at small N
+    assert errors[0] > errors[1] > errors[2]
+    assert errors[2] < 1e-10
+
+
+def test_relu_series_converges_slowly_from_below() -> None:
+    exact = lora.search_time("relu", 0.1)
+    values = np.array([search_phase.hermite_series_search_time("relu", 0.1, n) for n in (10, 20, 40, 80)])
+    assert np.all(values < exact) and np.all(np.diff(values) > 0)
+    assert exact - values[-1] < 0.5 * (exact - values[0])
+
+
+def test_mean_term_of_the_relu_series_matches_its_closed_form() -> None:
+    # The k = 0 term contributes c_0 a_0'(mu^2) = (1/sqrt(2 pi)) (1/(2 mu sqrt(2 pi))) = 1/(4 pi mu) to -F_q,
+    # so dropping it changes B = -2 F_q by -1/(2 pi mu) and A by -2 mu/(4 pi mu) = -1/(2 pi), at any N.
+    for n_terms in (5, 30):
+        full = np.array(search_phase.hermite_series_linearization("relu", MU_VALUES, n_terms))
+        without = np.array(search_phase.hermite_series_linearization("relu", MU_VALUES, n_terms, lowest_order=1))
+        np.testing.assert_allclose(without[1] - full[1], -1 / (2 * np.pi * MU_VALUES), rtol=1e-10)
+        np.testing.assert_allclose(without[0] - full[0], -1 / (2 * np.pi), rtol=1e-10)
+
+
+def test_hermite_series_shapes_and_errors() -> None:
+    a, b = search_phase.hermite_series_linearization("linear", 0.5, 3)
+    assert isinstance(a, float) and isinstance(b, float)
+    a, b = search_phase.hermite_series_linearization("linear", np.full((2, 3), 0.5), 3)
+    assert a.shape == b.shape == (2, 3)
+    with pytest.raises(ValueError, match="n_terms"):
+        search_phase.hermite_series_linearization("linear", 0.5, -1)
+    with pytest.raises(TypeError, match="n_terms"):
+        search_phase.hermite_series_linearization("linear", 0.5, 2.0)
+    with pytest.raises(ValueError, match="lowest_order"):
+        search_phase.hermite_series_linearization("linear", 0.5, 3, lowest_order=2)
+    with pytest.raises(ValueError):
+        search_phase.hermite_series_linearization("tanh", 0.5, 3)
+    with pytest.raises(ValueError):
+        search_phase.hermite_series_linearization("linear", 1.5, 3)
+
+
+@pytest.mark.parametrize("a, b", [(0.5, -1.0), (-0.3, -0.5), (0.2, 1.0), (0.0, 2.0)])
+def test_unstable_direction_is_the_unit_eigenvector_of_the_positive_eigenvalue(a: float, b: float) -> None:
+    e = np.array(search_phase.unstable_direction(a, b))
+    matrix = np.array([[b, a], [a, 0.0]])
+    rate = float(lora.escape_rate(a, b))
+    assert rate > 0
+    np.testing.assert_allclose(matrix @ e, rate * e, atol=1e-14)
+    assert abs(np.linalg.norm(e) - 1) < 1e-14 and e[0] >= 0
+
+
+def test_unstable_direction_errors() -> None:
+    with pytest.raises(ValueError, match="no unstable mode"):
+        search_phase.unstable_direction(0.0, -1.0)
+    with pytest.raises(ValueError, match="finite"):
+        search_phase.unstable_direction(np.nan, -1.0)
+    with pytest.raises(TypeError):
+        search_phase.unstable_direction("a", -1.0)
+
+
+def test_discrete_search_time() -> None:
+    tau = np.array([0.5, 3.0, 40.0])
+    for rate in (1e-6, 0.05, 0.2):
+        value = search_phase.discrete_search_time(tau, rate)
+        # (1 + eta/tau)^(1/eta) = exp(1/tau_eta): the per-unit-time growth of the mean map (the power of a
+        # rounded 1 + eta/tau with eta = 1e-6 keeps about 9 digits).
+        np.testing.assert_allclose((1 + rate / tau) ** (1 / rate), np.exp(1 / value), rtol=1e-8)
+    np.testing.assert_allclose(search_phase.discrete_search_time(tau, 1e-6), tau + 0.5e-6, rtol=1e-9)
+    assert search_phase.discrete_search_time(np.inf, 0.1) == np.inf
+    with pytest.raises(ValueError, match="learning_rate"):
+        search_phase.discrete_search_time(1.0, 0.0)
+    with pytest.raises(ValueError, match="search_time"):
+        search_phase.discrete_search_time(-1.0, 0.1)
+
+
+def test_escape_time_slope_recovers_a_known_slope_with_a_calibrated_error() -> None:
+    rng = np.random.default_rng(3)
+    dimensions = np.array([1e2, 1e3, 1e4, 1e5])
+    true_slope, spread = 1.7, 0.8
+    slopes, errors = [], []
+    for _ in range(400):
+        times = 2.0 + true_slope * np.log(dimensions)[:, None] + spread * rng.standard_normal((4, 10))
+        slope, intercept, error = search_phase.escape_time_slope(dimensions, times)
+        slopes.append(slope)
+        errors.append(error)
+    slopes, errors = np.array(slopes), np.array(errors)
+    # Unbiased, and the reported standard error matches the spread of the estimates (within 10%).
+    assert abs(slopes.mean() - true_slope) < 4 * slopes.std() / np.sqrt(slopes.size)
+    assert abs(errors.mean() / slopes.std() - 1) < 0.1
+
+
+def test_escape_time_slope_exact_line_and_flat_input() -> None:
+    dimensions = np.repeat([10.0, 100.0, 1000.0], 2)
+    times = 0.5 * np.log(dimensions) + 3.0
+    slope, intercept, error = search_phase.escape_time_slope(dimensions, times)
+    assert abs(slope - 0.5) < 1e-12 and abs(intercept - 3.0) < 1e-12 and error < 1e-12
+
+
+def test_escape_time_slope_errors() -> None:
+    with pytest.raises(ValueError, match="finite"):
+        search_phase.escape_time_slope([10, 100, 1000], [1.0, np.inf, 2.0])
+    with pytest.raises(ValueError, match="distinct"):
+        search_phase.escape_time_slope([10, 10, 10], [1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match="one entry per run"):
+        search_phase.escape_time_slope([10, 100], [1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match="positive"):
+        search_phase.escape_time_slope([-10, 100, 1000], [1.0, 2.0, 3.0])
+
+
+def test_search_time_divergence_constant() -> None:
+    assert search_phase.search_time_divergence_sympy("linear") == 1
+    assert search_phase.search_time_divergence_sympy("relu") == 2
+    for name in ("erf", "He3"):
+        constant = float(search_phase.search_time_divergence_sympy(name))
+        mu = 1 - 1e-4
+        assert abs((1 - mu) ** 2 * lora.search_time(name, mu) / constant - 1) < 1e-2
+    assert isinstance(search_phase.search_time_divergence_sympy("erf"), sp.Expr)
+    # A mismatched teacher with A(1) != 0 has no divergence.
+    with pytest.raises(ValueError, match="A\\(1\\)"):
+        search_phase.search_time_divergence_sympy("linear", teacher="He3")
