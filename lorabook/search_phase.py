@@ -33,7 +33,7 @@ import numpy as np
 import sympy as sp
 
 from lorabook.activations import activation as activation_function
-from lorabook.activations import activation_derivative, check_activation
+from lorabook.activations import activation_derivative, check_target
 from lorabook.lora import MU, check_pretraining_strength, escape_rate, linearization_sympy
 
 _QUADRATURE_NODES = 400
@@ -181,8 +181,8 @@ def hermite_series_linearization(
         For an unknown activation name, ``mu`` outside ``(0, 1]``, a negative or non-integer
         ``n_terms`` or ``lowest_order`` not in ``(0, 1)``.
     """
-    check_activation(activation)
-    teacher_name = activation if teacher is None else check_activation(teacher)
+    check_target(activation)
+    teacher_name = activation if teacher is None else check_target(teacher)
     n_terms, lowest_order = _check_terms(n_terms, lowest_order)
     values = check_pretraining_strength(mu)
     nodes, weights = _half_line_rule(_QUADRATURE_NODES, 2.0 * np.sqrt(n_terms) + 10.0)

@@ -110,3 +110,12 @@ def test_bad_input_raises() -> None:
         integrate_lora_ode("linear", 0.5, 0.0, 0.1, 1.0, escape_threshold=2.0)
     with pytest.raises(ValueError, match="valid"):
         stability_threshold("tanh", 0.5)
+
+
+def test_composite_targets_are_accepted_and_reach_the_target() -> None:
+    # A two-term Hermite model as its own student: the ODE ends at the global minimum (1 - mu, 1).
+    trajectory = integrate_lora_ode("He1+He3", 0.5, 1e-4, 0.05, 20.0)
+    assert abs(trajectory.overlap[0, -1] - 1.0) < 1e-6 and abs(trajectory.scale[0, -1] - 0.5) < 1e-6
+    assert trajectory.risk[0, -1] < 1e-10
+    with pytest.raises(ValueError, match="valid names"):
+        integrate_lora_ode("He1+", 0.5, 1e-4, 0.05, 1.0)

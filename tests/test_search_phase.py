@@ -153,3 +153,10 @@ def test_search_time_divergence_constant() -> None:
     # A mismatched teacher with A(1) != 0 has no divergence.
     with pytest.raises(ValueError, match="A\\(1\\)"):
         search_phase.search_time_divergence_sympy("linear", teacher="He3")
+
+
+def test_series_accepts_composite_targets() -> None:
+    # A squared teacher: the series (analytic erf, erf^2) converges to the exact linearisation.
+    series = search_phase.hermite_series_linearization("erf", 0.5, 40, teacher="erf^2")
+    exact = lora.linearization("erf", 0.5, teacher="erf^2")
+    np.testing.assert_allclose(series, exact, rtol=1e-9)
