@@ -899,9 +899,41 @@ def _gradient_factor_function(activation: str, teacher: str):
     return _lambdify_internal(_gradient_factor_internal(activation, teacher))
 
 
+@lru_cache(maxsize=None)
+def _erf_gradient_factor_internal(teacher: str) -> sp.Expr:
+    """E[(erf(lambda) - s_*(lambda_*))^2 erf'(lambda)^2] in closed form, for erf or polynomial teachers.
+
+    erf'(lambda)^2 = c exp(-2 lambda^2) (c = 4/pi, read off sympy's derivative) tilts the Gaussian
+    law of (lambda, lambda_*): E[f exp(-2 lambda^2)] = Z E'[f] with precision
+    Sigma'^{-1} = Sigma^{-1} + diag(4, 0) and Z = sqrt(det Sigma' / det Sigma). Under Sigma' the
+    remaining expectation is three correlation kernels with closed forms (lorabook.kernels).
+    """
+    from lorabook.kernels import correlation_kernel_sympy
+
+    z = sp.Symbol("z", real=True)
+    weight = sp.simplify(sp.diff(sp.erf(z), z) ** 2 / sp.exp(-2 * z**2))
+    if weight.has(z):
+        raise AssertionError(weight)
+    covariance = sp.Matrix([[Q, RHO], [RHO, 1]])
+    tilted = sp.simplify((covariance.inv() + sp.diag(4, 0)).inv())
+    normaliser = sp.sqrt(sp.simplify(tilted.det() / covariance.det()))
+    c11, c12, c22 = tilted[0, 0], tilted[0, 1], tilted[1, 1]
+    square = (correlation_kernel_sympy("erf", "erf", c11, c11, c11)
+              - 2 * correlation_kernel_sympy("erf", teacher, c11, c12, c22)
+              + correlation_kernel_sympy(teacher, teacher, c22, c22, c22))
+    return sp.simplify(weight * normaliser * square)
+
+
+@lru_cache(maxsize=None)
+def _erf_gradient_factor_function(teacher: str):
+    return _lambdify_internal(_erf_gradient_factor_internal(teacher))
+
+
 def _gradient_factor_at(activation: str, teacher: str, q, rho, sigma) -> np.ndarray:
     if is_polynomial(activation) and is_polynomial(teacher):
         return np.asarray(_gradient_factor_function(activation, teacher)(q, rho, sigma), dtype=float)
+    if activation == "erf" and (teacher == "erf" or is_polynomial(teacher)):
+        return np.asarray(_erf_gradient_factor_function(teacher)(q, rho, sigma), dtype=float)
     student = activation_function(activation)
     first = activation_derivative(activation)
     terms = [(lambda z: (student(z) * first(z)) ** 2, "one"),
@@ -933,7 +965,9 @@ def gradient_second_moment(
     Returns
     -------
     float or numpy.ndarray
-        Exact for two polynomials (Wick, :func:`gradient_second_moment_sympy`). Otherwise by
+        Exact for two polynomials (Wick, :func:`gradient_second_moment_sympy`) and for an erf
+        student with an erf or polynomial teacher (:math:`\\operatorname{erf}'(\\lambda)^2 \\propto e^{-2\\lambda^2}`
+        tilts the Gaussian law, leaving closed-form kernels). Otherwise by
         conditioning on :math:`\\lambda`: the inner expectation over :math:`\\lambda_\\star` is a
         closed form for a ReLU teacher and 64-node Gauss-Hermite otherwise (exact for polynomial
         teachers), the outer one a fixed composite Gauss-Legendre rule split at :math:`\\lambda = 0`

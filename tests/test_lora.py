@@ -565,7 +565,7 @@ _QUADRATURE_POINTS = ((0.3, 0.4, 0.2), (0.7, -0.5, 0.9), (0.5, 0.8, -1.0), (0.9,
 
 
 @pytest.mark.parametrize("student,teacher", [("sigmoid", "sigmoid"), ("sigmoid", "relu"), ("relu", "sigmoid"),
-                                             ("erf", "sigmoid"), ("sigmoid", "He3"), ("erf", "erf"),
+                                             ("erf", "sigmoid"), ("sigmoid", "He3"), ("erf", "erf"), ("erf", "He3"),
                                              ("relu", "relu"), ("erf", "relu")])
 def test_fixed_outer_rule_matches_nested_adaptive_quadrature(student: str, teacher: str) -> None:
     s, s_star = activation(student), activation(teacher)
