@@ -35,8 +35,9 @@ class CurriculumResult:
     stages
         One :class:`lorabook.sgd.SGDResult` per stage (its steps counted from the stage's start).
     steps, time, overlap, scale
-        The concatenated records, steps counted from the start of the curriculum (the first
-        record of each later stage, equal to the last of the previous one, is dropped).
+        The concatenated records, steps and time (learning rate x steps, summed over the stages)
+        counted from the start of the curriculum (the first record of each later stage, equal to
+        the last of the previous one, is dropped).
     boundaries
         The step at which each stage ends.
     """
@@ -49,18 +50,23 @@ class CurriculumResult:
     boundaries: np.ndarray
 
 
-def _check_stages(stages: Sequence[tuple[str, float]], what: str) -> list[tuple[str, float]]:
+def _check_stages(stages: Sequence[tuple], what: str, allow_rate: bool = False) -> list[tuple]:
+    """Validate [(teacher, length), ...] (or (teacher, length, learning_rate) when allowed)."""
+    shape = f"(teacher, {what}" + (", [learning_rate]" if allow_rate else "") + ")"
     if isinstance(stages, (str, bytes)) or not isinstance(stages, Sequence) or len(stages) == 0:
-        raise TypeError(f"stages must be a non-empty sequence of (teacher, {what}) pairs, got {stages!r}")
+        raise TypeError(f"stages must be a non-empty sequence of {shape} tuples, got {stages!r}")
     checked = []
     for stage in stages:
-        if not isinstance(stage, (tuple, list)) or len(stage) != 2:
-            raise TypeError(f"each stage must be a (teacher, {what}) pair, got {stage!r}")
-        teacher, length = stage
+        sizes = (2, 3) if allow_rate else (2,)
+        if not isinstance(stage, (tuple, list)) or len(stage) not in sizes:
+            raise TypeError(f"each stage must be a {shape} tuple, got {stage!r}")
+        teacher, length, *rate = stage
         check_target(teacher)
         if not np.isfinite(length) or length <= 0:
             raise ValueError(f"each stage's {what} must be positive, got {length!r}")
-        checked.append((teacher, length))
+        if rate and (not np.isfinite(rate[0]) or rate[0] <= 0):
+            raise ValueError(f"each stage's learning_rate must be positive, got {rate[0]!r}")
+        checked.append((teacher, length, *rate))
     return checked
 
 
@@ -83,7 +89,9 @@ def simulate_curriculum(
     activation
         The student's activation.
     stages
-        ``(teacher, n_steps)`` pairs, e.g. ``[("He3^2", 2000), ("He3", 8000)]``.
+        ``(teacher, n_steps)`` pairs, e.g. ``[("He3^2", 2000), ("He3", 8000)]``, or
+        ``(teacher, n_steps, learning_rate)`` triples to change the learning rate between stages
+        (the other stages use ``settings["learning_rate"]``).
     seed
         One seed (or generator) for the whole curriculum; the stages draw from it in turn.
     initial_scale, initial_overlap
@@ -93,25 +101,31 @@ def simulate_curriculum(
         ``learning_rate``, ``batch_size``, ``n_seeds``, ``pretraining_strength``, ``n_records``,
         ``spacing``), shared by every stage.
     """
-    checked = _check_stages(stages, "n_steps")
+    checked = _check_stages(stages, "n_steps", allow_rate=True)
     for forbidden in ("teacher", "n_steps", "train_scale"):
         if forbidden in settings:
             raise TypeError(f"{forbidden!r} is set per stage (or always True) in simulate_curriculum")
     rng = as_generator(seed)
     results = []
     scale, overlap = initial_scale, initial_overlap
-    for teacher, n_steps in checked:
+    for index, (teacher, n_steps, *rate) in enumerate(checked):
+        if index > 0 and not (np.all(np.isfinite(scale)) and np.all(np.isfinite(overlap))):
+            raise FloatingPointError(f"stage {index} ({checked[index - 1][0]!r}) ended with non-finite states "
+                                     "(SGD diverged); lower its learning rate")
+        stage_settings = dict(settings, learning_rate=rate[0]) if rate else settings
         result = simulate_sgd(simulator, activation, teacher=teacher, n_steps=int(n_steps), seed=rng,
-                              initial_scale=scale, initial_overlap=overlap, train_scale=True, **settings)
+                              initial_scale=scale, initial_overlap=overlap, train_scale=True, **stage_settings)
         results.append(result)
         scale, overlap = result.scale[:, -1], result.overlap[:, -1]
-    offsets = np.cumsum([0] + [int(n) for _, n in checked])
+    offsets = np.cumsum([0] + [int(stage[1]) for stage in checked])
+    # Time accumulates stage by stage: t = sum of learning rate x steps.
+    time_offsets = np.cumsum([0.0] + [r.time[-1] for r in results])
     steps = np.concatenate([results[0].steps] + [r.steps[1:] + offsets[i] for i, r in enumerate(results) if i > 0])
+    time = np.concatenate([results[0].time] + [r.time[1:] + time_offsets[i] for i, r in enumerate(results) if i > 0])
     overlap = np.concatenate([results[0].overlap] + [r.overlap[:, 1:] for r in results[1:]], axis=1)
     scale = np.concatenate([results[0].scale] + [r.scale[:, 1:] for r in results[1:]], axis=1)
-    learning_rate = results[0].learning_rate
-    return CurriculumResult(stages=tuple(results), steps=steps, time=learning_rate * steps.astype(float),
-                            overlap=overlap, scale=scale, boundaries=offsets[1:])
+    return CurriculumResult(stages=tuple(results), steps=steps, time=time, overlap=overlap, scale=scale,
+                            boundaries=offsets[1:])
 
 
 def integrate_curriculum_ode(

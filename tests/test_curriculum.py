@@ -68,3 +68,20 @@ def test_per_seed_initial_scale_in_the_simulators() -> None:
     with pytest.raises(ValueError, match="n_seeds"):
         sgd.simulate_reduced("erf", dimension=50, learning_rate=0.01, batch_size=2, n_steps=1, n_seeds=3,
                              seed=0, pretraining_strength=0.5, initial_scale=scales)
+
+
+def test_a_stage_can_change_the_learning_rate_and_time_adds_up() -> None:
+    staged = curriculum.simulate_curriculum("reduced", "erf", [("erf^2", 40, 0.01), ("erf", 40)], seed=4,
+                                            initial_scale=0.1, initial_overlap=0.2, **SETTINGS)
+    assert staged.stages[0].learning_rate == 0.01 and staged.stages[1].learning_rate == SETTINGS["learning_rate"]
+    assert staged.time[-1] == pytest.approx(40 * 0.01 + 40 * SETTINGS["learning_rate"])
+    assert np.all(np.diff(staged.time) > 0)
+    with pytest.raises(ValueError, match="learning_rate"):
+        curriculum.simulate_curriculum("reduced", "erf", [("erf", 5, -1.0)], seed=0, **SETTINGS)
+
+
+def test_a_diverged_stage_is_reported_clearly() -> None:
+    with pytest.raises(FloatingPointError, match="diverged"):
+        with np.errstate(all="ignore"):
+            curriculum.simulate_curriculum("reduced", "He3", [("He3^2", 200, 5.0), ("He3", 5)], seed=0,
+                                           initial_scale=0.5, initial_overlap=0.5, **SETTINGS)
