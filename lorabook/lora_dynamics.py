@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lorabook.activations import activation_derivative, check_activation, check_target
+from lorabook.activations import activation_derivative, check_target
 from lorabook.lora import check_direction_overlap, check_pretraining_strength, overlap_ode_rhs, population_risk
 from lorabook.ode import SOLVER_METHODS, integrate_overlap_ode
 
@@ -203,7 +203,7 @@ def stability_threshold(activation: str, pretraining_strength: float | np.ndarra
     ValueError
         For an unknown activation, :math:`\\mu` outside ``(0, 1]`` or ``n_nodes < 2``.
     """
-    check_activation(activation)
+    check_target(activation)  # any student, composite ones included, with itself as the teacher
     mu = check_pretraining_strength(pretraining_strength)
     if int(n_nodes) < 2:
         raise ValueError(f"n_nodes must be at least 2, got {n_nodes!r}")
