@@ -20,7 +20,10 @@ with escape rate :math:`\\lambda_+ = (B + \\sqrt{B^2 + 4A^2})/2` and search time
 * :func:`escape_time_slope`: the least-squares slope of escape times against :math:`\\log d`, with
   its standard error, the quantity that measures :math:`\\tau/2` in simulations;
 * :func:`search_time_divergence_sympy`: the constant :math:`C` of :math:`\\tau \\sim C (1 - \\mu)^{-2}`
-  as :math:`\\mu \\to 1` for a matching teacher.
+  as :math:`\\mu \\to 1` for a matching teacher;
+* :func:`output_gradient_moment`, :func:`measure_search_time`: a cheap SGD measurement of
+  :math:`\\tau` from the growth of the mean unstable combination, with common random numbers
+  (Chapter 6 of the book).
 
 All functions are pure; time is :math:`t = \\eta \\times` steps throughout.
 """
@@ -34,7 +37,8 @@ import sympy as sp
 
 from lorabook.activations import activation as activation_function
 from lorabook.activations import activation_derivative, check_target
-from lorabook.lora import MU, check_pretraining_strength, escape_rate, linearization_sympy
+from lorabook import sgd
+from lorabook.lora import MU, check_pretraining_strength, escape_rate, linearization, linearization_sympy, search_time
 
 _QUADRATURE_NODES = 400
 """Gauss-Legendre nodes on each half line of the truncated real line (see :func:`_half_line_rule`)."""
@@ -347,3 +351,149 @@ def search_time_divergence_sympy(activation: str, teacher: str | None = None) ->
     if slope_at_one == 0:
         raise ValueError("A'(1) = 0: tau diverges faster than (1 - mu)^-2")
     return sp.simplify(-b_at_one / slope_at_one**2)
+
+
+def output_gradient_moment(activation: str, mu: float, teacher: str | None = None) -> float:
+    """Second moment of the output gradient at the pre-trained point, :math:`\\E[h^2]`.
+
+    At :math:`(u, m) = (0, 0)` the student's preactivation is :math:`\\mu\\lambda_\\star` with
+    :math:`\\lambda_\\star = z \\sim N(0, 1)`, and the per-sample gradient on :math:`u` is proportional to
+
+    .. math:: h = \\big(s(\\mu z) - s_\\star(z)\\big)\\, s'(\\mu z), \\qquad
+              \\E[h^2] = \\int \\frac{e^{-z^2/2}}{\\sqrt{2\\pi}}\\, h(z)^2\\, dz,
+
+    the variance per sample of the noise that SGD adds to :math:`u` in the search phase. Evaluated
+    by 80-node Gauss-Hermite quadrature (exact for polynomial :math:`h^2` of degree up to 159).
+
+    Parameters
+    ----------
+    activation
+        Student activation :math:`s` (a name of :data:`lorabook.activations.ACTIVATION_NAMES`).
+    mu
+        Pre-training strength :math:`\\mu \\in (0, 1]` (a scalar).
+    teacher
+        Teacher :math:`s_\\star` (an activation or composite target such as ``"He3^2"``);
+        ``None`` means the student's own activation.
+
+    Raises
+    ------
+    ValueError
+        For an unknown activation or teacher, or :math:`\\mu` outside :math:`(0, 1]`.
+    """
+    value = _scalar_strength(mu)
+    teacher_name = activation if teacher is None else check_target(teacher)
+    nodes, weights = np.polynomial.hermite_e.hermegauss(80)
+    weights = weights / np.sqrt(2 * np.pi)
+    s, s1 = activation_function(activation), activation_derivative(activation)
+    target = activation_function(teacher_name)
+    return float(weights @ ((s(value * nodes) - target(nodes)) * s1(value * nodes)) ** 2)
+
+
+def _scalar_strength(mu: object) -> float:
+    values = check_pretraining_strength(mu)
+    if values.ndim != 0:
+        raise ValueError(f"mu must be a scalar in (0, 1], got an array of shape {values.shape}")
+    return float(values)
+
+
+def measure_search_time(
+    activation: str,
+    mu: float,
+    *,
+    n_seeds: int,
+    seed: int,
+    teacher: str | None = None,
+    noise_factor: float = 2500.0,
+    amplitude: float = 0.01,
+    growth: float = 0.5,
+    dimension: int = 10_000,
+) -> tuple[float, float, float]:
+    """Measure the search time :math:`\\tau` from the SGD growth of the unstable combination.
+
+    Near the pre-trained point the mean SGD step on :math:`(u, m)` is the map :math:`I + \\eta J`,
+    so the unstable combination :math:`p = e_u u + e_m m` (:func:`unstable_direction`) started at
+    :math:`p_0 e_+` has :math:`\\E[p_n] = p_0 (1 + \\eta\\lambda_+)^n`. The estimator is
+
+    .. math:: \\hat\\tau = \\frac{n\\eta}{\\log\\big(\\overline{D_n}/p_0\\big)}
+              \\;\\to\\; \\tau_\\eta = \\frac{\\eta}{\\log(1 + \\eta/\\tau)},
+              \\qquad D_n = p_n - p_n^{(0)},
+
+    with **common random numbers**: each seed is run twice with the same samples (reduced
+    simulator :func:`lorabook.sgd.simulate_reduced`, trained scale), once from
+    :math:`(u_0, m_0) = p_0 e_+` and once from :math:`(0, 0)`. The run from the origin has
+    :math:`\\E[p_n^{(0)}] = 0` (the dynamics is invariant under :math:`(u, m) \\to (-u, -m)`), so
+    :math:`\\overline{D_n}` is unbiased for :math:`\\E[p_n]` to first order in :math:`p_0`, while the
+    gradient noise, the same in both runs to first order, cancels.
+
+    Settings: the largest learning rate with :math:`\\eta\\max(|\\lambda_-|, \\lambda_+) \\le 0.5` and at
+    least 20 steps, a run of :math:`n\\eta = ` ``growth`` :math:`\\times\\tau` (:math:`\\tau` the exact
+    :func:`lorabook.lora.search_time`), and the batch size that sets
+    :math:`\\eta/B = 1/(\\text{noise\\_factor}\\;\\E[h^2]\\,\\tau)` (:func:`output_gradient_moment`), which keeps
+    the shift of the rate caused by the noise on :math:`u` (through the cubic terms of the flow)
+    small. Cost: about :math:`2\\,\\text{n\\_seeds}\\times\\text{growth}\\times\\text{noise\\_factor}\\,
+    \\E[h^2]\\,\\tau^2` samples.
+
+    Parameters
+    ----------
+    activation
+        Student activation :math:`s`.
+    mu
+        Pre-training strength :math:`\\mu \\in (0, 1]` (a scalar) with :math:`\\lambda_+ > 0`.
+    n_seeds
+        Number of independent seeds (at least 2, for the standard error).
+    seed
+        Seed of :func:`numpy.random.default_rng`; both runs of a seed use the same stream.
+    teacher
+        Teacher :math:`s_\\star` (activation or composite target); ``None``: the student's activation.
+    noise_factor
+        :math:`1/(\\eta\\,\\E[h^2]\\,\\tau/B)`, positive.
+    amplitude
+        :math:`p_0 > 0`; the cubic terms of the flow change the rate by a relative :math:`O(p^2)`.
+    growth
+        :math:`n\\eta/\\tau > 0`.
+    dimension
+        :math:`d \\ge 3` of the reduced simulator.
+
+    Returns
+    -------
+    (measured, standard_error, tau_eta) : tuple of float
+        :math:`\\hat\\tau`, its standard error (that of :math:`\\overline{D_n}` over the seeds,
+        propagated through the logarithm) and :math:`\\tau_\\eta` of the learning rate used
+        (:func:`discrete_search_time`), the value :math:`\\hat\\tau` estimates.
+        If the mean difference does not grow (:math:`\\overline{D_n} \\le p_0`, far too few seeds or a
+        wrong setting), ``measured`` is negative, infinite or NaN: check it before use.
+
+    Raises
+    ------
+    ValueError
+        For an unknown activation or teacher, :math:`\\mu` outside :math:`(0, 1]` or without an
+        unstable mode, ``n_seeds < 2``, or a non-positive ``noise_factor``, ``amplitude`` or ``growth``.
+    """
+    value = _scalar_strength(mu)
+    if isinstance(n_seeds, bool) or not isinstance(n_seeds, (int, np.integer)) or n_seeds < 2:
+        raise ValueError(f"n_seeds must be an integer >= 2 (for a standard error), got {n_seeds!r}")
+    for label, number in (("noise_factor", noise_factor), ("amplitude", amplitude), ("growth", growth)):
+        if not np.isfinite(number) or number <= 0:
+            raise ValueError(f"{label} must be positive and finite, got {number!r}")
+    coefficient_a, coefficient_b = linearization(activation, value, teacher)
+    e_u, e_m = unstable_direction(coefficient_a, coefficient_b)
+    tau = float(search_time(activation, value, teacher))
+    fastest = max(abs(float(coefficient_b) - 1 / tau), 1 / tau)  # |lambda_-| = |B - lambda_+|, lambda_+
+    learning_rate = min(0.5 / fastest, growth * tau / 20)  # at least 20 steps, so tau_eta - tau < 1.3% tau
+    n_steps = max(20, round(growth * tau / learning_rate))
+    # eta/B = 1/(noise_factor E[h^2] tau): keeps the rate shift caused by the noise on u small.
+    batch = max(1, round(learning_rate * noise_factor * output_gradient_moment(activation, value, teacher) * tau))
+    combination = []
+    for start in (amplitude, 0.0):  # the same seed: the same samples in both runs
+        run = sgd.simulate_reduced(activation, teacher=teacher, dimension=dimension, learning_rate=learning_rate,
+                                   batch_size=batch, n_steps=n_steps, n_seeds=n_seeds, seed=seed,
+                                   pretraining_strength=value, initial_scale=start * e_u, train_scale=True,
+                                   initial_overlap=start * e_m, n_records=2)
+        combination.append(e_u * run.scale[:, -1] + e_m * run.overlap[:, -1])
+    difference = combination[0] - combination[1]
+    ratio = difference.mean() / amplitude
+    ratio_se = difference.std(ddof=1) / np.sqrt(n_seeds) / amplitude
+    duration = n_steps * learning_rate
+    measured = duration / np.log(ratio)
+    measured_se = measured * ratio_se / ratio / np.log(ratio)
+    return float(measured), float(measured_se), float(discrete_search_time(tau, learning_rate))

@@ -160,3 +160,53 @@ def test_series_accepts_composite_targets() -> None:
     series = search_phase.hermite_series_linearization("erf", 0.5, 40, teacher="erf^2")
     exact = lora.linearization("erf", 0.5, teacher="erf^2")
     np.testing.assert_allclose(series, exact, rtol=1e-9)
+
+
+def test_output_gradient_moment_closed_forms() -> None:
+    # Linear student, linear teacher: h = (mu - 1) z, E[h^2] = (1 - mu)^2.
+    assert search_phase.output_gradient_moment("linear", 0.3) == pytest.approx(0.49, rel=1e-12)
+    # Linear student, teacher He1^2 = z^2: h = mu z - z^2, E[h^2] = mu^2 + 3.
+    assert search_phase.output_gradient_moment("linear", 0.3, teacher="He1^2") == pytest.approx(3.09, rel=1e-12)
+
+
+@pytest.mark.parametrize("name, mu, seed", [("linear", 0.5, 11), ("erf", 0.5, 12), ("linear", 0.8, 13)])
+def test_measure_search_time_recovers_the_exact_search_time(name: str, mu: float, seed: int) -> None:
+    measured, measured_se, tau_eta = search_phase.measure_search_time(name, mu, n_seeds=8, seed=seed)
+    tau = lora.search_time(name, mu)
+    assert tau < tau_eta < 1.02 * tau  # at least 20 steps: tau_eta - tau < 1.3% tau
+    # 5 standard errors of an 8-seed mean (the sample s.e. of 8 seeds fluctuates by ~25%).
+    assert abs(measured - tau_eta) < 5 * measured_se, (measured, measured_se, tau_eta)
+    # The check has power: the error bar is a small fraction of tau.
+    assert measured_se < 0.03 * tau
+
+
+def test_measure_search_time_with_a_squared_teacher_and_its_power() -> None:
+    # erf student on y^2 at mu = 0.5: tau = 8.04, against 45.6 for the matching teacher.
+    measured, measured_se, tau_eta = search_phase.measure_search_time("erf", 0.5, teacher="erf^2", n_seeds=8, seed=14)
+    tau = lora.search_time("erf", 0.5, teacher="erf^2")
+    assert tau < tau_eta < 1.02 * tau
+    # 5 standard errors of an 8-seed mean, as above.
+    assert abs(measured - tau_eta) < 5 * measured_se, (measured, measured_se, tau_eta)
+    # The same measurement rejects the matching-teacher value and a 20% error in tau.
+    assert abs(measured - lora.search_time("erf", 0.5)) > 5 * measured_se
+    assert abs(measured - 1.2 * tau_eta) > 5 * measured_se
+
+
+@pytest.mark.parametrize("settings, message", [
+    (dict(n_seeds=1, seed=0), "n_seeds"),
+    (dict(n_seeds=4, seed=0, amplitude=0.0), "amplitude"),
+    (dict(n_seeds=4, seed=0, growth=-1.0), "growth"),
+    (dict(n_seeds=4, seed=0, noise_factor=np.inf), "noise_factor"),
+])
+def test_measure_search_time_rejects_bad_settings(settings: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        search_phase.measure_search_time("linear", 0.5, **settings)
+
+
+def test_measure_search_time_rejects_bad_mu_and_names() -> None:
+    with pytest.raises(ValueError, match="mu"):
+        search_phase.measure_search_time("linear", 1.5, n_seeds=4, seed=0)
+    with pytest.raises(ValueError, match="scalar"):
+        search_phase.measure_search_time("linear", [0.5, 0.6], n_seeds=4, seed=0)
+    with pytest.raises(ValueError, match="valid"):
+        search_phase.output_gradient_moment("linear", 0.5, teacher="cubic")
