@@ -33,9 +33,9 @@ import sympy as sp
 
 from lorabook._seeds import as_generator
 from lorabook.activations import activation as activation_function
-from lorabook.activations import activation_derivative, check_target
-from lorabook.lora import _gradient_factor_at, _risk_at, _risk_derivatives_at
-from lorabook.sgd import SIMULATORS, record_steps
+from lorabook.activations import activation_derivative
+from lorabook.lora import _check_noise_strength, _gradient_factor_at, _risk_at, _risk_derivatives_at, _teacher_name
+from lorabook.sgd import SIMULATORS, _check_settings, record_steps
 
 U, M, P = sp.symbols("u m p", real=True)
 """Symbols for the LoRA scale :math:`u` and the overlaps :math:`m = v\\cdot w_\\star`, :math:`p = v\\cdot\\xi`."""
@@ -129,8 +129,7 @@ def population_risk(activation: str, mu, nu, u, m, p, teacher: str | None = None
         LoRA scale and the overlaps of :math:`v` with :math:`w_\\star` and :math:`\\xi`
         (:math:`m^2 + p^2 \\le 1`).
     """
-    teacher = check_target(activation) if teacher is None else check_target(teacher)
-    check_target(activation)
+    teacher = _teacher_name(activation, teacher)
     state = _check_state(mu, nu, u, m, p)
     q, rho, sigma = _derived_state(*state)
     value = np.asarray(_risk_at(activation, teacher, q, rho, sigma), dtype=float).reshape(q.shape)
@@ -153,19 +152,17 @@ def overlap_ode_rhs(
     ValueError, TypeError
         For invalid names, states, or a negative ``noise_strength``.
     """
-    teacher = check_target(activation) if teacher is None else check_target(teacher)
-    check_target(activation)
-    if not np.isfinite(noise_strength) or noise_strength < 0:
-        raise ValueError(f"noise_strength must be finite and >= 0, got {noise_strength!r}")
+    teacher = _teacher_name(activation, teacher)
+    noise = _check_noise_strength(noise_strength)
     mu, nu, u, m, p = _check_state(mu, nu, u, m, p)
     q, rho, sigma = _derived_state(mu, nu, u, m, p)
     risk_q, risk_rho = _risk_derivatives_at(activation, teacher, q, rho, sigma)
     du_dt, dm_dt, dp_dt = (np.broadcast_to(np.asarray(value, dtype=float), q.shape).copy()
                            for value in _drift_function()(u, m, p, mu, nu, risk_q, risk_rho))
-    if noise_strength > 0:
+    if np.any(noise > 0):
         second_moment = u**2 * _gradient_factor_at(activation, teacher, q, rho, sigma)
-        dm_dt -= 0.5 * noise_strength * m * second_moment
-        dp_dt -= 0.5 * noise_strength * p * second_moment
+        dm_dt -= 0.5 * noise * m * second_moment
+        dp_dt -= 0.5 * noise * p * second_moment
     if q.ndim == 0:
         return float(du_dt), float(dm_dt), float(dp_dt)
     return du_dt, dm_dt, dp_dt
@@ -235,18 +232,12 @@ def simulate(
     """
     if simulator not in SIMULATORS:
         raise ValueError(f"unknown simulator {simulator!r}; valid simulators: {', '.join(SIMULATORS)}")
-    check_target(activation)
-    teacher = activation if teacher is None else check_target(teacher)
-    for name, value, minimum in (("dimension", dimension, 4), ("batch_size", batch_size, 1),
-                                 ("n_steps", n_steps, 0), ("n_seeds", n_seeds, 1)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
-        if value < minimum:
-            raise ValueError(f"{name} must be at least {minimum}, got {value}")
-    if not np.isfinite(learning_rate) or learning_rate <= 0:
-        raise ValueError(f"learning_rate must be positive and finite, got {learning_rate!r}")
-    if not 0 <= pretraining_strength <= 1 or not np.isfinite(offset_strength) or offset_strength < 0:
-        raise ValueError("need 0 <= pretraining_strength <= 1 and a finite offset_strength >= 0")
+    # The settings shared with lorabook.sgd, validated by the same code; a fourth direction (xi)
+    # needs d >= 4.
+    teacher = _check_settings(activation, teacher, dimension, learning_rate, batch_size, n_steps, n_seeds,
+                              pretraining_strength, initial_scale, min_dimension=4)
+    if not np.isfinite(offset_strength) or offset_strength < 0:
+        raise ValueError(f"offset_strength nu must be finite and >= 0, got {offset_strength!r}")
     rng = as_generator(seed)
     m, p = _initial_state(rng, dimension, n_seeds)
     if initial_overlaps is not None:

@@ -115,10 +115,16 @@ class SGDResult:
 def _check_settings(
     activation: str, teacher: str | None, dimension: int, learning_rate: float, batch_size: int,
     n_steps: int, n_seeds: int, pretraining_strength: float, initial_scale: float | np.ndarray,
+    min_dimension: int = 3,
 ) -> str:
+    """Validate the common simulator settings and return the teacher's name.
+
+    ``min_dimension`` is 3 here (the plane of w_* and v plus the rest); models that track one
+    more direction (lorabook.non_aligned) need 4.
+    """
     check_target(activation)
     teacher = activation if teacher is None else check_target(teacher)
-    for name, value, minimum in (("dimension", dimension, 3), ("batch_size", batch_size, 1),
+    for name, value, minimum in (("dimension", dimension, min_dimension), ("batch_size", batch_size, 1),
                                  ("n_steps", n_steps, 0), ("n_seeds", n_seeds, 1)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
             raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
