@@ -172,6 +172,27 @@ def integrate_lora_ode(
                           pretraining_strength=mu, escape_time=escape)
 
 
+def stability_constant(activation: str, n_nodes: int = 200) -> float:
+    """:math:`2\\,\\mathbb E[s'(z)^2] / \\mathbb E[s'(z)^4]`, :math:`z \\sim \\mathcal N(0, 1)`, by Gauss-Hermite quadrature.
+
+    The stability threshold of a zero-risk point reached by a LoRA update of scale :math:`u_\\star`
+    is this constant over :math:`u_\\star^2` (:func:`stability_threshold`, where
+    :math:`u_\\star = 1 - \\mu`; :func:`lorabook.remedies.non_aligned_stability_threshold`).
+
+    Raises
+    ------
+    ValueError
+        For an unknown activation or ``n_nodes < 2``.
+    """
+    check_target(activation)  # any student, composite ones included, with itself as the teacher
+    if int(n_nodes) < 2:
+        raise ValueError(f"n_nodes must be at least 2, got {n_nodes!r}")
+    nodes, weights = np.polynomial.hermite_e.hermegauss(int(n_nodes))
+    weights = weights / np.sqrt(2.0 * np.pi)
+    slope = activation_derivative(activation)(nodes)
+    return float(2.0 * np.dot(weights, slope**2) / np.dot(weights, slope**4))
+
+
 def stability_threshold(activation: str, pretraining_strength: float | np.ndarray,
                         n_nodes: int = 200) -> float | np.ndarray:
     """Largest :math:`\\delta` at which the global minimum :math:`(u, m) = (1 - \\mu, 1)` is stable.
@@ -203,14 +224,8 @@ def stability_threshold(activation: str, pretraining_strength: float | np.ndarra
     ValueError
         For an unknown activation, :math:`\\mu` outside ``(0, 1]`` or ``n_nodes < 2``.
     """
-    check_target(activation)  # any student, composite ones included, with itself as the teacher
     mu = check_pretraining_strength(pretraining_strength)
-    if int(n_nodes) < 2:
-        raise ValueError(f"n_nodes must be at least 2, got {n_nodes!r}")
-    nodes, weights = np.polynomial.hermite_e.hermegauss(int(n_nodes))
-    weights = weights / np.sqrt(2.0 * np.pi)
-    slope = activation_derivative(activation)(nodes)
-    ratio = 2.0 * np.dot(weights, slope**2) / np.dot(weights, slope**4)
+    ratio = stability_constant(activation, n_nodes)
     with np.errstate(divide="ignore"):
         threshold = np.where(mu < 1, ratio / np.where(mu < 1, (1.0 - mu) ** 2, 1.0), np.inf)
     return float(threshold) if threshold.ndim == 0 else threshold

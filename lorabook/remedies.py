@@ -20,8 +20,8 @@ import numpy as np
 import sympy as sp
 
 from lorabook import lora, non_aligned
-from lorabook.activations import activation_derivative, check_activation, check_target
-from lorabook.lora_dynamics import integrate_lora_ode
+from lorabook.activations import check_activation, check_target
+from lorabook.lora_dynamics import integrate_lora_ode, stability_constant
 from lorabook.ode import SOLVER_METHODS, integrate_overlap_ode
 
 OUTCOMES = ("target", "zero predictor", "not escaped")
@@ -175,13 +175,8 @@ def non_aligned_stability_threshold(
         For an unknown activation (the message lists the valid names) or invalid strengths.
     """
     check_activation(activation)
-    if int(n_nodes) < 2:
-        raise ValueError(f"n_nodes must be at least 2, got {n_nodes!r}")
     scale = np.asarray(best_rank_one_update(mu, nu)[0], dtype=float)
-    nodes, weights = np.polynomial.hermite_e.hermegauss(int(n_nodes))
-    weights = weights / np.sqrt(2.0 * np.pi)
-    slope = activation_derivative(activation)(nodes)
-    return _output(2.0 * np.dot(weights, slope**2) / (scale**2 * np.dot(weights, slope**4)))
+    return _output(stability_constant(activation, n_nodes) / scale**2)
 
 
 def integrate_non_aligned_ode(

@@ -119,3 +119,14 @@ def test_composite_targets_are_accepted_and_reach_the_target() -> None:
     assert trajectory.risk[0, -1] < 1e-10
     with pytest.raises(ValueError, match="valid names"):
         integrate_lora_ode("He1+", 0.5, 1e-4, 0.05, 1.0)
+
+
+def test_stability_constant_is_the_threshold_times_the_squared_update_scale() -> None:
+    from lorabook.lora_dynamics import stability_constant
+
+    # linear: s' = 1, so 2 E[s'^2] / E[s'^4] = 2; erf: closed form 3 pi / (2 sqrt5) (see stability tests)
+    assert stability_constant("linear") == pytest.approx(2.0, rel=1e-14)
+    assert stability_constant("erf") == pytest.approx(3 * np.pi / (2 * np.sqrt(5)), rel=1e-12)
+    assert stability_threshold("erf", 0.3) == pytest.approx(stability_constant("erf") / 0.7**2, rel=1e-14)
+    with pytest.raises(ValueError, match="n_nodes"):
+        stability_constant("erf", n_nodes=1)
