@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lorabook.activations import activation_derivative, check_target
-from lorabook.lora import check_direction_overlap, check_pretraining_strength, overlap_ode_rhs, population_risk
+from lorabook.lora import _teacher_name, check_direction_overlap, check_pretraining_strength, overlap_ode_rhs, population_risk
 from lorabook.ode import SOLVER_METHODS, integrate_overlap_ode
 
 
@@ -130,10 +130,7 @@ def integrate_lora_ode(
         outside ``(0, 1]``, :math:`|m_0| > 1`, a non-finite :math:`u_0`, initial conditions that do
         not broadcast to one dimension, or an ``escape_threshold`` outside ``(0, 1]``.
     """
-    # Composite names (squared teachers, Hermite combinations) are valid for both.
-    check_target(activation)
-    if teacher is not None:
-        check_target(teacher)
+    _teacher_name(activation, teacher)  # composite names (squared teachers, sums) are valid for both
     if method not in SOLVER_METHODS:
         raise ValueError(f"unknown method {method!r}; valid methods: {', '.join(SOLVER_METHODS)}")
     mu = check_pretraining_strength(pretraining_strength)

@@ -36,9 +36,9 @@ import numpy as np
 import sympy as sp
 
 from lorabook.activations import activation as activation_function
-from lorabook.activations import activation_derivative, check_target
+from lorabook.activations import activation_derivative
 from lorabook import sgd
-from lorabook.lora import MU, check_pretraining_strength, escape_rate, linearization, linearization_sympy, search_time
+from lorabook.lora import MU, _gradient_factor_at, _teacher_name, check_pretraining_strength, escape_rate, linearization, linearization_sympy, search_time
 
 _QUADRATURE_NODES = 400
 """Gauss-Legendre nodes on each half line of the truncated real line (see :func:`_half_line_rule`)."""
@@ -185,8 +185,7 @@ def hermite_series_linearization(
         For an unknown activation name, ``mu`` outside ``(0, 1]``, a negative or non-integer
         ``n_terms`` or ``lowest_order`` not in ``(0, 1)``.
     """
-    check_target(activation)
-    teacher_name = activation if teacher is None else check_target(teacher)
+    teacher_name = _teacher_name(activation, teacher)
     n_terms, lowest_order = _check_terms(n_terms, lowest_order)
     values = check_pretraining_strength(mu)
     nodes, weights = _half_line_rule(_QUADRATURE_NODES, 2.0 * np.sqrt(n_terms) + 10.0)
@@ -362,8 +361,10 @@ def output_gradient_moment(activation: str, mu: float, teacher: str | None = Non
     .. math:: h = \\big(s(\\mu z) - s_\\star(z)\\big)\\, s'(\\mu z), \\qquad
               \\E[h^2] = \\int \\frac{e^{-z^2/2}}{\\sqrt{2\\pi}}\\, h(z)^2\\, dz,
 
-    the variance per sample of the noise that SGD adds to :math:`u` in the search phase. Evaluated
-    by 80-node Gauss-Hermite quadrature (exact for polynomial :math:`h^2` of degree up to 159).
+    the variance per sample of the noise that SGD adds to :math:`u` in the search phase. It is the
+    factor :math:`\\mathbb E[G^2]/u^2` of :func:`lorabook.lora.gradient_second_moment` at
+    :math:`q = \\mu^2`, :math:`\\rho = \\mu` (:math:`\\sigma = 0`), evaluated by the same code: exact for
+    polynomials and for erf with erf or polynomial teachers, quadrature otherwise.
 
     Parameters
     ----------
@@ -381,12 +382,8 @@ def output_gradient_moment(activation: str, mu: float, teacher: str | None = Non
         For an unknown activation or teacher, or :math:`\\mu` outside :math:`(0, 1]`.
     """
     value = _scalar_strength(mu)
-    teacher_name = activation if teacher is None else check_target(teacher)
-    nodes, weights = np.polynomial.hermite_e.hermegauss(80)
-    weights = weights / np.sqrt(2 * np.pi)
-    s, s1 = activation_function(activation), activation_derivative(activation)
-    target = activation_function(teacher_name)
-    return float(weights @ ((s(value * nodes) - target(nodes)) * s1(value * nodes)) ** 2)
+    teacher_name = _teacher_name(activation, teacher)
+    return float(_gradient_factor_at(activation, teacher_name, np.array(value**2), np.array(value), np.array(0.0)))
 
 
 def _scalar_strength(mu: object) -> float:
