@@ -9,7 +9,8 @@ the state where the previous one ended:
   inputs are fresh and isotropic, the state :math:`(m, u)` of each seed is a Markov chain, so
   handing it to the next stage (as ``initial_overlap`` and ``initial_scale``) continues the same
   process in law, for both simulators.
-* :func:`integrate_curriculum_ode` chains the overlap ODE of :func:`lorabook.lora.overlap_ode_rhs`.
+* :func:`integrate_curriculum_ode` chains :func:`lorabook.lora_dynamics.integrate_lora_ode`, the
+  overlap ODE of :func:`lorabook.lora.overlap_ode_rhs`.
 """
 
 from __future__ import annotations
@@ -21,8 +22,7 @@ import numpy as np
 
 from lorabook._seeds import as_generator
 from lorabook.activations import check_target
-from lorabook.lora import overlap_ode_rhs
-from lorabook.ode import integrate_overlap_ode
+from lorabook.lora_dynamics import integrate_lora_ode
 from lorabook.sgd import SGDResult, simulate_sgd
 
 
@@ -139,7 +139,8 @@ def integrate_curriculum_ode(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Integrate the overlap ODE through the stages ``[(teacher, duration), ...]``.
 
-    Each stage integrates :math:`(\\dot u, \\dot m)` of :func:`lorabook.lora.overlap_ode_rhs` with
+    Each stage integrates :math:`(\\dot u, \\dot m)` of :func:`lorabook.lora.overlap_ode_rhs`
+    (with :func:`lorabook.lora_dynamics.integrate_lora_ode`) with
     its teacher for ``duration`` units of time (learning rate x steps), starting where the
     previous stage ended; output times are log-spaced within each stage.
 
@@ -153,14 +154,13 @@ def integrate_curriculum_ode(
     state = np.array([float(initial_scale), float(initial_overlap)])
     times, states, offset = [np.zeros(1)], [state[None, :]], 0.0
     for teacher, duration in checked:
-
-        def rhs(t: float, y: np.ndarray, teacher: str = teacher) -> np.ndarray:
-            return np.array(overlap_ode_rhs(activation, pretraining_strength, y[0], y[1], teacher=teacher,
-                                            noise_strength=noise_strength))
-
-        solution = integrate_overlap_ode(rhs, state, float(duration), n_times=n_times, bounded_components=(1,))
-        times.append(offset + solution.time[1:])
-        states.append(solution.state[1:])
-        state = solution.state[-1]
+        # Radau at rtol 1e-10: the settings of lorabook.ode.integrate_overlap_ode's defaults.
+        stage = integrate_lora_ode(activation, pretraining_strength, state[0], state[1], float(duration),
+                                   teacher=teacher, noise_strength=noise_strength, n_times=n_times,
+                                   method="Radau", rtol=1e-10, atol=1e-12)
+        path = np.column_stack([stage.scale[0], stage.overlap[0]])
+        times.append(offset + stage.time[1:])
+        states.append(path[1:])
+        state = path[-1]
         offset += float(duration)
     return np.concatenate(times), np.concatenate(states)
