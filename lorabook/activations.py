@@ -157,18 +157,12 @@ def is_composite(name: str) -> bool:
     return check_target(name) not in ACTIVATION_NAMES
 
 
-def _hermite_combination_coefficients(terms: dict[int, Fraction], shift: int = 0, factor=None) -> np.ndarray:
-    """He-basis coefficient vector of sum_k c_k He_k, differentiated ``shift`` times."""
-    size = max(terms) + 1
-    coefficients = np.zeros(size)
+def _hermite_combination_coefficients(terms: dict[int, Fraction], shift: int = 0) -> np.ndarray:
+    """He-basis coefficient vector of sum_k c_k He_k, differentiated ``shift`` times (He_k' = k He_(k-1))."""
+    coefficients = np.zeros(max(terms) + 1)
     for degree, value in terms.items():
-        if degree - shift < 0:
-            continue
-        falling = 1.0
-        for j in range(shift):
-            falling *= degree - j
-        coefficients[degree - shift] += float(value) * falling
-    return coefficients
+        coefficients[degree] = float(value)
+    return hermite_e.hermeder(coefficients, shift) if shift else coefficients
 
 
 def hermite_degree(name: str) -> int | None:
