@@ -352,7 +352,9 @@ def search_time_divergence_sympy(activation: str, teacher: str | None = None) ->
     return sp.simplify(-b_at_one / slope_at_one**2)
 
 
-def output_gradient_moment(activation: str, mu: float, teacher: str | None = None) -> float:
+def output_gradient_moment(
+    activation: str, mu: float, teacher: str | None = None, *, antithetic: bool = False
+) -> float:
     """Second moment of the output gradient at the pre-trained point, :math:`\\E[h^2]`.
 
     At :math:`(u, m) = (0, 0)` the student's preactivation is :math:`\\mu\\lambda_\\star` with
@@ -366,6 +368,20 @@ def output_gradient_moment(activation: str, mu: float, teacher: str | None = Non
     :math:`q = \\mu^2`, :math:`\\rho = \\mu` (:math:`\\sigma = 0`), evaluated by the same code: exact for
     polynomials and for erf with erf or polynomial teachers, quadrature otherwise.
 
+    With **antithetic batches** (:func:`lorabook.sgd.simulate_reduced` with ``antithetic=True``) a
+    pair :math:`(x, -x)` contributes :math:`h(z) z_2 + h(-z)(-z_2) = 2 z_2\\, h_{\\rm odd}(z)`, with
+    :math:`z_2 = v\\cdot x` independent of :math:`z` at :math:`m = 0` and
+    :math:`h_{\\rm odd}(z) = (h(z) - h(-z))/2`; a batch of :math:`B` samples holds :math:`B/2` pairs, so
+    the variance of the batch mean is :math:`2\\E[h_{\\rm odd}^2]/B`. The returned moment is then
+
+    .. math:: 2\\,\\E[h_{\\rm odd}^2] = \\tfrac12\\,\\E\\big[(h(z) - h(-z))^2\\big],
+
+    which is :math:`2\\E[h^2]` for an odd :math:`h` (odd student and teacher: the pairs double the
+    noise) and drops the label for an odd student with an even teacher
+    (:math:`h_{\\rm odd} = s(\\mu z)s'(\\mu z)`). It is computed by Gauss-Legendre quadrature on
+    :math:`[-12, 0]` and :math:`[0, 12]` (400 nodes each; accurate to rounding for polynomial pairs,
+    exponentially convergent for the others, which are smooth on each half line).
+
     Parameters
     ----------
     activation
@@ -375,15 +391,32 @@ def output_gradient_moment(activation: str, mu: float, teacher: str | None = Non
     teacher
         Teacher :math:`s_\\star` (an activation or composite target such as ``"He3^2"``);
         ``None`` means the student's own activation.
+    antithetic
+        If true, the moment that sets the noise of antithetic batches (above).
 
     Raises
     ------
     ValueError
         For an unknown activation or teacher, or :math:`\\mu` outside :math:`(0, 1]`.
+    TypeError
+        If ``antithetic`` is not a bool.
     """
     value = _scalar_strength(mu)
     teacher_name = _teacher_name(activation, teacher)
+    _check_flag("antithetic", antithetic)
+    if antithetic:
+        student, first, target = (activation_function(activation), activation_derivative(activation),
+                                  activation_function(teacher_name))
+        nodes, weights = _half_line_rule(_QUADRATURE_NODES, 12.0)  # Gaussian mass beyond 12: < 1e-32
+        h_plus = (student(value * nodes) - target(nodes)) * first(value * nodes)
+        h_minus = (student(-value * nodes) - target(-nodes)) * first(-value * nodes)
+        return float(0.5 * weights @ (h_plus - h_minus) ** 2)
     return float(_gradient_factor_at(activation, teacher_name, np.array(value**2), np.array(value), np.array(0.0)))
+
+
+def _check_flag(name: str, value: object) -> None:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {type(value).__name__}")
 
 
 def _scalar_strength(mu: object) -> float:
@@ -404,6 +437,7 @@ def measure_search_time(
     amplitude: float = 0.01,
     growth: float = 0.5,
     dimension: int = 10_000,
+    antithetic: bool = False,
 ) -> tuple[float, float, float]:
     """Measure the search time :math:`\\tau` from the SGD growth of the unstable combination.
 
@@ -430,6 +464,12 @@ def measure_search_time(
     small. Cost: about :math:`2\\,\\text{n\\_seeds}\\times\\text{growth}\\times\\text{noise\\_factor}\\,
     \\E[h^2]\\,\\tau^2` samples.
 
+    With ``antithetic=True`` both runs use antithetic batches (pairs :math:`(x, -x)`, an even
+    :math:`B`), and :math:`\\E[h^2]` above becomes the moment of the pairs,
+    ``output_gradient_moment(..., antithetic=True)``. The mean step, hence :math:`\\lambda_+`, is the
+    same; for an odd student with an even teacher the labels cancel in every pair, which removes
+    their noise and makes the heavy squared-label targets measurable.
+
     Parameters
     ----------
     activation
@@ -450,6 +490,8 @@ def measure_search_time(
         :math:`n\\eta/\\tau > 0`.
     dimension
         :math:`d \\ge 3` of the reduced simulator.
+    antithetic
+        Whether the batches are antithetic pairs (see :func:`lorabook.sgd.simulate_reduced`).
 
     Returns
     -------
@@ -465,8 +507,11 @@ def measure_search_time(
     ValueError
         For an unknown activation or teacher, :math:`\\mu` outside :math:`(0, 1]` or without an
         unstable mode, ``n_seeds < 2``, or a non-positive ``noise_factor``, ``amplitude`` or ``growth``.
+    TypeError
+        If ``antithetic`` is not a bool.
     """
     value = _scalar_strength(mu)
+    _check_flag("antithetic", antithetic)
     if isinstance(n_seeds, bool) or not isinstance(n_seeds, (int, np.integer)) or n_seeds < 2:
         raise ValueError(f"n_seeds must be an integer >= 2 (for a standard error), got {n_seeds!r}")
     for label, number in (("noise_factor", noise_factor), ("amplitude", amplitude), ("growth", growth)):
@@ -479,13 +524,15 @@ def measure_search_time(
     learning_rate = min(0.5 / fastest, growth * tau / 20)  # at least 20 steps, so tau_eta - tau < 1.3% tau
     n_steps = max(20, round(growth * tau / learning_rate))
     # eta/B = 1/(noise_factor E[h^2] tau): keeps the rate shift caused by the noise on u small.
-    batch = max(1, round(learning_rate * noise_factor * output_gradient_moment(activation, value, teacher) * tau))
+    target_batch = learning_rate * noise_factor * output_gradient_moment(activation, value, teacher,
+                                                                         antithetic=antithetic) * tau
+    batch = max(2, 2 * round(target_batch / 2)) if antithetic else max(1, round(target_batch))
     combination = []
     for start in (amplitude, 0.0):  # the same seed: the same samples in both runs
         run = sgd.simulate_reduced(activation, teacher=teacher, dimension=dimension, learning_rate=learning_rate,
                                    batch_size=batch, n_steps=n_steps, n_seeds=n_seeds, seed=seed,
                                    pretraining_strength=value, initial_scale=start * e_u, train_scale=True,
-                                   initial_overlap=start * e_m, n_records=2)
+                                   initial_overlap=start * e_m, n_records=2, antithetic=antithetic)
         combination.append(e_u * run.scale[:, -1] + e_m * run.overlap[:, -1])
     difference = combination[0] - combination[1]
     ratio = difference.mean() / amplitude

@@ -43,6 +43,18 @@ Two simulators share one interface and one result type, :class:`SGDResult`:
 
 Both draw the initial overlap first from the same generator, so the same ``seed`` gives the same
 :math:`m_0` in both simulators.
+
+**Antithetic batches** (``antithetic=True``, even :math:`B`): a batch is :math:`B/2` fresh samples and
+their mirror images :math:`-x`. The batch gradient is still an unbiased estimate of the population
+gradient, so the drift of the overlap ODEs is unchanged; what changes is the noise, and with it
+the :math:`O(\\delta)` correction (doubled when :math:`G` is odd in :math:`x`, as a pair then gives
+:math:`(G_a - G_b)^2 = 4G_a^2`). Under :math:`x \\to -x` both preactivations change sign, so a pair keeps only the part of
+:math:`h\\,x` that is even in :math:`x`, i.e. the part of :math:`h` that is odd in
+:math:`(\\lambda, \\lambda_\\star)`. For an odd student and an even teacher (a squared label) the label
+drops out of every pair, :math:`(s - y)s'x + (-s - y)s'\\cdot(-x) = 2ss'x`: the heavy label noise
+cancels sample by sample, the per-sample form of the parity argument of Chapter 7. In the reduced
+simulator the mirrored samples share :math:`x^\\perp` up to sign, so the out-of-plane term becomes
+:math:`\\eta^2 B^{-2}\\sum_{\\rm pairs}(G_a - G_b)^2\\,\\chi^2_{d-2}`.
 """
 
 from __future__ import annotations
@@ -79,7 +91,7 @@ class SGDResult:
     escape_step
         Per seed, the first step at which the escape criterion held (``numpy.inf`` if never, or
         if no ``escape_threshold`` was given), shape ``(n_seeds,)``.
-    dimension, batch_size, learning_rate, pretraining_strength, activation, teacher, simulator
+    dimension, batch_size, learning_rate, pretraining_strength, activation, teacher, simulator, antithetic
         The run's settings.
     """
 
@@ -95,6 +107,7 @@ class SGDResult:
     activation: str
     teacher: str
     simulator: str
+    antithetic: bool = False
 
     @property
     def noise_strength(self) -> float:
@@ -240,6 +253,7 @@ def simulate_full(
     escape_threshold: float | None = None,
     escape_on_magnitude: bool = True,
     stop_when_escaped: bool = False,
+    antithetic: bool = False,
 ) -> SGDResult:
     """Full :math:`d`-dimensional one-pass spherical SGD, vectorised over seeds.
 
@@ -269,6 +283,9 @@ def simulate_full(
         If a threshold is given, the first step with :math:`|m|` (or :math:`m`) at or above it is
         stored per seed in :attr:`SGDResult.escape_step`; with ``stop_when_escaped`` the run ends
         once every seed has escaped.
+    antithetic
+        If true, each batch is :math:`B/2` fresh samples and their mirror images :math:`-x`
+        (:math:`B` must be even); see the module docstring. Default: independent samples.
 
     Returns
     -------
@@ -276,7 +293,8 @@ def simulate_full(
     """
     return _simulate("full", activation, teacher, dimension, learning_rate, batch_size, n_steps,
                      n_seeds, seed, pretraining_strength, initial_scale, train_scale, initial_overlap,
-                     n_records, spacing, escape_threshold, escape_on_magnitude, stop_when_escaped)
+                     n_records, spacing, escape_threshold, escape_on_magnitude, stop_when_escaped,
+                     antithetic)
 
 
 def simulate_reduced(
@@ -298,16 +316,19 @@ def simulate_reduced(
     escape_threshold: float | None = None,
     escape_on_magnitude: bool = True,
     stop_when_escaped: bool = False,
+    antithetic: bool = False,
 ) -> SGDResult:
     """Exact reduced simulator of :func:`simulate_full`: same law of :math:`(m, u)`, O(B) per step.
 
     Per step and seed it draws :math:`2B` standard normals :math:`(z_{1,i}, z_{2,i})` and one
-    :math:`\\chi^2_{d-2}` variable and applies the update of the module docstring. Parameters and
-    result are those of :func:`simulate_full`; the cost does not depend on ``dimension``.
+    :math:`\\chi^2_{d-2}` variable (with ``antithetic``, :math:`B` normals and their mirror images)
+    and applies the update of the module docstring. Parameters and result are those of
+    :func:`simulate_full`; the cost does not depend on ``dimension``.
     """
     return _simulate("reduced", activation, teacher, dimension, learning_rate, batch_size, n_steps,
                      n_seeds, seed, pretraining_strength, initial_scale, train_scale, initial_overlap,
-                     n_records, spacing, escape_threshold, escape_on_magnitude, stop_when_escaped)
+                     n_records, spacing, escape_threshold, escape_on_magnitude, stop_when_escaped,
+                     antithetic)
 
 
 def simulate_sgd(simulator: str, activation: str, **settings) -> SGDResult:
@@ -321,10 +342,15 @@ def simulate_sgd(simulator: str, activation: str, **settings) -> SGDResult:
 def _simulate(
     simulator, activation, teacher, dimension, learning_rate, batch_size, n_steps, n_seeds, seed,
     pretraining_strength, initial_scale, train_scale, initial_overlap, n_records, spacing,
-    escape_threshold, escape_on_magnitude, stop_when_escaped,
+    escape_threshold, escape_on_magnitude, stop_when_escaped, antithetic,
 ) -> SGDResult:
     teacher = _check_settings(activation, teacher, dimension, learning_rate, batch_size, n_steps,
                               n_seeds, pretraining_strength, initial_scale)
+    if not isinstance(antithetic, (bool, np.bool_)):
+        raise TypeError(f"antithetic must be True or False, got {type(antithetic).__name__}")
+    if antithetic and batch_size % 2:
+        raise ValueError("antithetic batches pair each sample with its mirror image: batch_size must be even, "
+                         f"got {batch_size}")
     if escape_threshold is not None and not 0 < escape_threshold <= 1:
         raise ValueError(f"escape_threshold must lie in (0, 1], got {escape_threshold!r}")
     if stop_when_escaped and escape_threshold is None:
@@ -338,17 +364,23 @@ def _simulate(
     # A scalar u0 is shared by every seed; an array gives each seed its own (e.g. a staged run).
     u0 = np.broadcast_to(np.asarray(initial_scale, dtype=float), (n_seeds,)).copy()
     step, m, u = run(rng, functions, m0, u0, dimension, float(learning_rate), batch_size,
-                     n_steps, float(pretraining_strength), bool(train_scale), recorder, stop_when_escaped)
+                     n_steps, float(pretraining_strength), bool(train_scale), recorder, stop_when_escaped,
+                     bool(antithetic))
     steps, overlap, scale = recorder.finish(step, m, u)
     return SGDResult(
         steps=steps, time=learning_rate * steps.astype(float), overlap=overlap, scale=scale,
         escape_step=recorder.escape_step, dimension=int(dimension), batch_size=int(batch_size),
         learning_rate=float(learning_rate), pretraining_strength=float(pretraining_strength),
-        activation=activation, teacher=teacher, simulator=simulator,
+        activation=activation, teacher=teacher, simulator=simulator, antithetic=bool(antithetic),
     )
 
 
-def _run_full(rng, functions, m0, u0, d, eta, batch, n_steps, mu, train_scale, recorder, stop):
+def _mirrored(x: np.ndarray) -> np.ndarray:
+    """Samples followed by their mirror images along the sample axis (-2): an antithetic batch."""
+    return np.concatenate([x, -x], axis=-2)
+
+
+def _run_full(rng, functions, m0, u0, d, eta, batch, n_steps, mu, train_scale, recorder, stop, antithetic):
     s, s_prime, s_star = functions
     n_seeds = m0.size
     w_star = rng.standard_normal(d)
@@ -363,18 +395,22 @@ def _run_full(rng, functions, m0, u0, d, eta, batch, n_steps, mu, train_scale, r
     if recorder.observe(0, m, u) and stop:
         return 0, m, u
     # Samples are drawn in chunks of whole steps when a step is small, else in blocks of samples.
+    # An antithetic batch draws half of its samples and mirrors them, block by block (even blocks).
+    fresh = 2 if antithetic else 1
     per_step = n_seeds * batch * d
     steps_per_chunk = max(1, _CHUNK_FLOATS // per_step)
-    block = batch if per_step <= _CHUNK_FLOATS else max(1, _CHUNK_FLOATS // (n_seeds * d))
+    block = batch if per_step <= _CHUNK_FLOATS else max(fresh, _CHUNK_FLOATS // (n_seeds * d) // fresh * fresh)
+    complete = _mirrored if antithetic else (lambda x: x)
     step = 0
     while step < n_steps:
         chunk = min(steps_per_chunk, n_steps - step)
-        drawn = rng.standard_normal((chunk, n_seeds, batch, d)) if block == batch else None
+        drawn = rng.standard_normal((chunk, n_seeds, batch // fresh, d)) if block == batch else None
         for c in range(chunk):
             grad_v = np.zeros((n_seeds, d))
             grad_u = np.zeros(n_seeds)
             for start in range(0, batch, block):
-                x = drawn[c] if drawn is not None else rng.standard_normal((n_seeds, min(block, batch - start), d))
+                x = complete(drawn[c] if drawn is not None
+                             else rng.standard_normal((n_seeds, min(block, batch - start) // fresh, d)))
                 along_v = (x @ v[:, :, None])[..., 0]  # v . x_i, shape (seeds, samples)
                 lam_star = x @ w_star
                 lam = mu * lam_star + u[:, None] * along_v
@@ -392,7 +428,7 @@ def _run_full(rng, functions, m0, u0, d, eta, batch, n_steps, mu, train_scale, r
     return step, m, u
 
 
-def _run_reduced(rng, functions, m0, u0, d, eta, batch, n_steps, mu, train_scale, recorder, stop):
+def _run_reduced(rng, functions, m0, u0, d, eta, batch, n_steps, mu, train_scale, recorder, stop, antithetic):
     s, s_prime, s_star = functions
     n_seeds = m0.size
     m = m0.copy()
@@ -410,7 +446,9 @@ def _run_reduced(rng, functions, m0, u0, d, eta, batch, n_steps, mu, train_scale
     step = 0
     while step < n_steps:
         chunk = min(steps_per_chunk, n_steps - step)
-        z = rng.standard_normal((chunk, 2, n_seeds, batch))
+        z = rng.standard_normal((chunk, 2, n_seeds, batch // 2 if antithetic else batch))
+        if antithetic:  # (z1, z2) -> (-z1, -z2): the mirror image -x (x_perp flips too, below)
+            z = np.concatenate([z, -z], axis=-1)
         chi_square = rng.chisquare(d - 2, size=(chunk, n_seeds))
         labels = s_star(z[:, 0])  # the teacher's output does not depend on the state
         if single:
@@ -425,7 +463,11 @@ def _run_reduced(rng, functions, m0, u0, d, eta, batch, n_steps, mu, train_scale
             g = per_seed_u * h
             in_plane_1 = m - step_size * batch_sum(g * z1)
             in_plane_2 = r - step_size * batch_sum(g * z2)
-            out_of_plane = step_size_squared * batch_sum(g * g) * chi_square[c]
+            if antithetic:  # sum_i G_i x_perp_i over pairs (x_perp, -x_perp) is sum (G_a - G_b) x_perp_a
+                pair_difference = g[:, : batch // 2] - g[:, batch // 2:]
+                out_of_plane = step_size_squared * np.sum(pair_difference**2, axis=1) * chi_square[c]
+            else:
+                out_of_plane = step_size_squared * batch_sum(g * g) * chi_square[c]
             m = np.clip(in_plane_1 / np.sqrt(in_plane_1**2 + in_plane_2**2 + out_of_plane), -1.0, 1.0)
             if train_scale:
                 u = u - step_size * batch_sum(h * along_v)

@@ -210,3 +210,56 @@ def test_measure_search_time_rejects_bad_mu_and_names() -> None:
         search_phase.measure_search_time("linear", [0.5, 0.6], n_seeds=4, seed=0)
     with pytest.raises(ValueError, match="valid"):
         search_phase.output_gradient_moment("linear", 0.5, teacher="cubic")
+
+
+@pytest.mark.parametrize("name, teacher", [("linear", None), ("erf", None), ("He3", None), ("He2", None),
+                                           ("erf", "He3")])
+def test_antithetic_moment_doubles_an_odd_output_gradient(name: str, teacher: str | None) -> None:
+    # h(z) = (s(mu z) - s_*(z)) s'(mu z) is odd when s, s_* are both odd or both even: a pair
+    # (x, -x) then carries 2 z2 h(z) and the moment of the pairs is 2 E[h^2].
+    plain = search_phase.output_gradient_moment(name, 0.4, teacher=teacher)
+    paired = search_phase.output_gradient_moment(name, 0.4, teacher=teacher, antithetic=True)
+    assert paired == pytest.approx(2 * plain, rel=1e-10)
+
+
+@pytest.mark.parametrize("name, teacher", [("He5", "He5^2"), ("erf", "erf^2"), ("He3", "He4"), ("relu", "relu^2")])
+def test_antithetic_moment_against_adaptive_quadrature(name: str, teacher: str) -> None:
+    from scipy import integrate
+
+    from lorabook.activations import activation, activation_derivative
+
+    s, s_prime, target = activation(name), activation_derivative(name), activation(teacher)
+    mu = 0.3
+
+    def odd_part_squared(z: float) -> float:
+        h_plus = (s(mu * z) - target(z)) * s_prime(mu * z)
+        h_minus = (s(-mu * z) - target(-z)) * s_prime(-mu * z)
+        return 0.5 * (h_plus - h_minus) ** 2 * np.exp(-0.5 * z * z) / np.sqrt(2 * np.pi)
+
+    # Even integrand: twice the half line, split at 0 where ReLU has its kink.
+    expected = 2 * integrate.quad(odd_part_squared, 0, np.inf, epsabs=0, epsrel=1e-12, limit=200)[0]
+    paired = search_phase.output_gradient_moment(name, mu, teacher=teacher, antithetic=True)
+    assert paired == pytest.approx(expected, rel=1e-8)
+    if name != "relu":  # odd student, even teacher: the label drops out, 2 E[(s s')(mu z)^2]
+        no_label = 2 * integrate.quad(lambda z: 2 * (s(mu * z) * s_prime(mu * z)) ** 2 * np.exp(-0.5 * z * z)
+                                      / np.sqrt(2 * np.pi), 0, np.inf, epsabs=0, epsrel=1e-12)[0]
+        assert paired == pytest.approx(no_label, rel=1e-8)
+        gain = search_phase.output_gradient_moment(name, mu, teacher=teacher) / paired
+        assert gain > (1e6 if name == "He5" else 2)  # He5^2: E[h^2] = 4.7e10 against 2.9e3
+
+
+def test_measure_search_time_with_antithetic_batches_for_a_squared_hermite_teacher() -> None:
+    # He5 on y^2: E[h^2] tau^2 ~ 6e8 makes plain SGD unaffordable, antithetic pairs remove the label noise.
+    measured, measured_se, tau_eta = search_phase.measure_search_time("He5", 0.3, teacher="He5^2", n_seeds=8,
+                                                                      seed=21, antithetic=True)
+    tau = lora.search_time("He5", 0.3, teacher="He5^2")
+    assert tau < tau_eta < 1.02 * tau
+    assert abs(measured - tau_eta) < 5 * measured_se, (measured, measured_se, tau_eta)  # 8 seeds, as above
+    assert abs(measured - 1.1 * tau_eta) > 5 * measured_se  # power: a 10% error is rejected
+
+
+def test_antithetic_flag_must_be_a_bool() -> None:
+    with pytest.raises(TypeError, match="antithetic"):
+        search_phase.output_gradient_moment("He3", 0.5, antithetic="yes")
+    with pytest.raises(TypeError, match="antithetic"):
+        search_phase.measure_search_time("He3", 0.5, n_seeds=4, seed=0, antithetic=1)
