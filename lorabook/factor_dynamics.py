@@ -268,7 +268,7 @@ def reduced_overlaps(B: np.ndarray, A: np.ndarray, left_vector: np.ndarray, righ
     ----------
     B, A
         Factors of rank one, shapes ``(..., dy, 1)`` and ``(..., 1, dx)`` (leading axes are batch
-        axes, e.g. the recorded steps of :attr:`FactorTrajectory.B`).
+        axes, e.g. the recorded steps of ``B`` of a :class:`lorabook.factor_dynamics.FactorTrajectory`).
     left_vector, right_vector
         Unit vectors :math:`u \\in \\mathbb R^{d_y}`, :math:`v \\in \\mathbb R^{d_x}`.
 
