@@ -65,6 +65,7 @@ import sympy as sp
 from scipy.integrate import solve_ivp
 
 from lorabook.linear_finetuning import _check_regression, _matrix, _positive_int
+from lorabook._validation import real_array
 
 __all__ = [
     "INITIAL_SCALE",
@@ -96,27 +97,15 @@ _BETA, _ALPHA, _PERP = sp.symbols("beta alpha p", real=True)
 
 
 # ----------------------------------------------------------------------------- validation
-def _real_array(value: object, name: str) -> np.ndarray:
-    if isinstance(value, (bool, np.bool_)) or (isinstance(value, np.ndarray) and value.dtype == bool):
-        raise TypeError(f"{name} must be a real number or array of real numbers, got {value!r}")
-    try:
-        values = np.asarray(value, dtype=float)
-    except (TypeError, ValueError) as error:
-        raise TypeError(f"{name} must be a real number or array of real numbers, got {value!r}") from error
-    if not np.all(np.isfinite(values)):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    return values
-
-
 def _nonnegative_array(value: object, name: str) -> np.ndarray:
-    values = _real_array(value, name)
+    values = real_array(value, name)
     if np.any(values < 0):
         raise ValueError(f"{name} must lie in [0, inf), got {value!r}")
     return values
 
 
 def _positive_scalar(value: object, name: str) -> float:
-    values = _real_array(value, name)
+    values = real_array(value, name)
     if values.ndim != 0:
         raise TypeError(f"{name} must be a scalar, got an array of shape {values.shape}")
     if values <= 0:
@@ -125,7 +114,7 @@ def _positive_scalar(value: object, name: str) -> float:
 
 
 def _real_scalar(value: object, name: str) -> float:
-    values = _real_array(value, name)
+    values = real_array(value, name)
     if values.ndim != 0:
         raise TypeError(f"{name} must be a scalar, got an array of shape {values.shape}")
     return float(values)
@@ -134,7 +123,7 @@ def _real_scalar(value: object, name: str) -> float:
 def _unit_vector(value: object, name: str, length: int | None = None) -> np.ndarray:
     if not isinstance(value, np.ndarray):
         raise TypeError(f"{name} must be a numpy array, got {type(value).__name__}")
-    vector = _real_array(value, name)
+    vector = real_array(value, name)
     if vector.ndim != 1:
         raise ValueError(f"{name} must be a vector (1 axis), got shape {vector.shape}")
     if length is not None and vector.size != length:
@@ -145,7 +134,7 @@ def _unit_vector(value: object, name: str, length: int | None = None) -> np.ndar
 
 
 def _state(state: object) -> np.ndarray:
-    values = _real_array(state, "state")
+    values = real_array(state, "state")
     if values.ndim == 0 or values.shape[-1] != 3:
         raise ValueError(f"state must have a last axis of length 3, (beta, alpha, p), got shape {values.shape}")
     if np.any(values[..., 2] < 0):
@@ -411,7 +400,7 @@ def integrate_factor_flow(shift_singular_value: float, initial_alpha: float, ini
     beta0 = _real_scalar(initial_beta, "initial_beta")
     p0 = float(_nonnegative_array(_real_scalar(initial_perp_norm_squared, "initial_perp_norm_squared"),
                                   "initial_perp_norm_squared"))
-    t = _real_array(times, "times")
+    t = real_array(times, "times")
     if t.ndim != 1 or t.size == 0 or t[0] < 0 or np.any(np.diff(t) <= 0):
         raise ValueError("times must be a non-empty, strictly increasing 1-d array of values in [0, inf)")
     for value, name in ((rtol, "rtol"), (atol, "atol")):
@@ -688,8 +677,8 @@ def loss_fraction_time(time: np.ndarray, loss: np.ndarray, fraction: float = 0.5
         For mismatched or non-finite input, non-increasing times, :math:`L(0) \\le 0`, or
         :math:`f` outside ``(0, 1)``.
     """
-    t = _real_array(time, "time")
-    values = _real_array(loss, "loss")
+    t = real_array(time, "time")
+    values = real_array(loss, "loss")
     if t.ndim != 1 or t.shape != values.shape or t.size == 0:
         raise ValueError(f"time and loss must be 1-d arrays of the same non-zero length, got {t.shape} and {values.shape}")
     if np.any(np.diff(t) <= 0):

@@ -23,23 +23,14 @@ from lorabook import lora, non_aligned
 from lorabook.activations import check_activation, check_target
 from lorabook.lora_dynamics import integrate_lora_ode, stability_constant
 from lorabook.ode import SOLVER_METHODS, integrate_overlap_ode
+from lorabook._validation import real_array
 
 OUTCOMES = ("target", "zero predictor", "not escaped")
 """Labels of :func:`curriculum_outcomes`."""
 
 
-def _as_float_array(name: str, value: object) -> np.ndarray:
-    try:
-        array = np.asarray(value, dtype=float)
-    except (TypeError, ValueError) as error:
-        raise TypeError(f"{name} must be a real number or an array of real numbers") from error
-    if not np.all(np.isfinite(array)):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    return array
-
-
 def _check_strengths(mu: object, nu: object) -> tuple[np.ndarray, np.ndarray]:
-    mu_array, nu_array = _as_float_array("mu", mu), _as_float_array("nu", nu)
+    mu_array, nu_array = real_array(mu, "mu"), real_array(nu, "nu")
     if np.any(mu_array <= 0) or np.any(mu_array > 1):
         raise ValueError(f"mu must lie in (0, 1], got {mu!r}")
     if np.any(nu_array < 0):
@@ -231,7 +222,7 @@ def integrate_non_aligned_ode(
     _check_strengths(mu, nu)
     if method not in SOLVER_METHODS:
         raise ValueError(f"unknown method {method!r}; valid methods: {', '.join(SOLVER_METHODS)}")
-    states = np.atleast_2d(_as_float_array("initial_state", initial_state))
+    states = np.atleast_2d(real_array(initial_state, "initial_state"))
     if states.ndim != 2 or states.shape[1] != 3:
         raise ValueError(f"initial_state must be (u0, m0, p0) or rows of them, got shape {np.shape(initial_state)}")
     if np.any(states[:, 1] ** 2 + states[:, 2] ** 2 > 1):
@@ -311,7 +302,7 @@ def curriculum_outcomes(
     check_activation(activation)
     check_target(first_teacher)
     second = activation if second_teacher is None else check_target(second_teacher)
-    times = _as_float_array("switch_times", switch_times).ravel()
+    times = real_array(switch_times, "switch_times").ravel()
     if times.size == 0 or np.any(times <= 0):
         raise ValueError("switch_times must be a non-empty array of positive times")
     if not np.isfinite(second_duration) or second_duration <= 0:
@@ -396,8 +387,8 @@ def adiabatic_overlap(
         For :math:`\\mu` outside :math:`(0, 1]`, :math:`|m_0| \\ge 1` or negative times.
     """
     mu_array = lora.check_pretraining_strength(mu)
-    m0 = _as_float_array("initial_overlap", initial_overlap)
-    t = _as_float_array("time", time)
+    m0 = real_array(initial_overlap, "initial_overlap")
+    t = real_array(time, "time")
     if np.any(np.abs(m0) >= 1):
         raise ValueError(f"initial_overlap must lie in (-1, 1), got {initial_overlap!r}")
     if np.any(t < 0):
