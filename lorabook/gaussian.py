@@ -363,7 +363,7 @@ def gauss_hermite_expectation_with_error(
 
     The estimate is :math:`|Q_{2n} - Q_n|`, the change from doubling the number of nodes, which is
     essentially the error of :math:`Q_n`. For geometrically convergent quadrature (``f`` analytic
-    in a strip, e.g. erf or sigmoid), :math:`|Q_m - Q| \approx C r^m` with :math:`r < 1`, so the
+    in a strip, e.g. erf or sigmoid), :math:`|Q_m - Q| \\approx C r^m` with :math:`r < 1`, so the
     error of the returned :math:`Q_{2n}` is smaller than the estimate by a further factor
     :math:`r^n`: the estimate is conservative. For kinks (ReLU) convergence is algebraic and the
     estimate is only indicative; use :func:`gaussian_expectation_adaptive` there.
