@@ -12,7 +12,9 @@ The package behind the lorabook Jupyter Book. Modules are named after concepts:
 * :mod:`lorabook.lora`: the rank-one LoRA single-index model (search phase);
 * :mod:`lorabook.linear_finetuning`: full fine-tuning versus LoRA in linear regression;
 * :mod:`lorabook.plotting`: the book's single figure style;
-* :mod:`lorabook.reexecute`: re-execute the book's chapters in place.
+* :mod:`lorabook.printing`: printed results that fit the page column;
+* :mod:`lorabook.reexecute`: re-execute the book's chapters in place;
+* :mod:`lorabook.publishing`: the book's build extension, site check, editions and handouts.
 """
 
 from lorabook.activations import ACTIVATION_NAMES, activation, activation_derivative, check_activation

@@ -10,7 +10,8 @@ notebook's folder (as the book build and nbval do). The executed notebook is wri
 temporary file beside the original and moved into place only when every cell succeeded, so a
 failing cell never leaves a half-written chapter behind: the committed chapter stays untouched
 and the failing cell and its error are reported. Before executing, the Colab install cell's
-``BOOK_REPOSITORY`` is set to ``repository.url`` from ``_config.yml``.
+``BOOK_REPOSITORY`` is set to the repository URL (``repository.url`` from ``_config.yml``, or
+``LORABOOK_REPOSITORY_URL`` if set). ``--install-cells-only`` sets that URL and executes nothing.
 
 The tool reports progress (which chapter, how long it took) and exits with status 1 if any
 chapter failed.
@@ -60,12 +61,22 @@ def find_book_root(start: Path | None = None) -> Path:
     raise FileNotFoundError(f"no _config.yml and _toc.yml found at or above {start}")
 
 
-def repository_url(root: Path) -> str:
-    """The book's repository URL (``repository.url`` in ``_config.yml``; empty if unset)."""
+REPOSITORY_URL_VARIABLE = "LORABOOK_REPOSITORY_URL"
+"""Environment variable that overrides ``repository.url`` for one build or re-execution."""
+
+
+def configured_repository_url(root: Path) -> str:
+    """``repository.url`` in ``_config.yml`` (empty if unset): the one place the URL is set."""
     import yaml
 
     config = yaml.safe_load((root / "_config.yml").read_text(encoding="utf-8")) or {}
-    return str((config.get("repository") or {}).get("url") or "")
+    return str((config.get("repository") or {}).get("url") or "").strip()
+
+
+def repository_url(root: Path) -> str:
+    """The book's repository URL: ``LORABOOK_REPOSITORY_URL`` if set, else ``_config.yml``'s."""
+    override = os.environ.get(REPOSITORY_URL_VARIABLE, "").strip()
+    return override or configured_repository_url(root)
 
 
 def toc_notebooks(root: Path) -> list[Path]:
@@ -142,7 +153,14 @@ def execute_notebook(path: Path, url: str, timeout: int = 600) -> float:
     started = time.perf_counter()
     client.execute()
     elapsed = time.perf_counter() - started
-    # Write beside the original, then rename: the chapter is replaced whole or not at all.
+    write_atomically(notebook, path)
+    return elapsed
+
+
+def write_atomically(notebook: object, path: Path) -> None:
+    """Write ``notebook`` to ``path`` whole or not at all (a temporary file, then a rename)."""
+    import nbformat
+
     handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".ipynb", dir=path.parent)
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
@@ -153,7 +171,23 @@ def execute_notebook(path: Path, url: str, timeout: int = 600) -> float:
         if os.path.exists(temporary):
             os.unlink(temporary)
         raise
-    return elapsed
+
+
+def sync_install_cell_in_place(path: Path, url: str) -> bool:
+    """Set the install cell's ``BOOK_REPOSITORY`` of the notebook at ``path``, without executing.
+
+    The install cell prints nothing where ``lorabook`` is installed, so its outputs (and those of
+    every other cell) stay valid. Returns whether the file changed.
+    """
+    import nbformat
+
+    notebook = nbformat.read(path, as_version=4)
+    before = nbformat.writes(notebook)
+    sync_install_cell(notebook, url)
+    if nbformat.writes(notebook) == before:
+        return False
+    write_atomically(notebook, path)
+    return True
 
 
 def _describe_failure(error: BaseException) -> str:
@@ -170,6 +204,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("notebooks", nargs="*", type=Path, help="notebooks (default: all in _toc.yml)")
     parser.add_argument("--timeout", type=int, default=600, help="per-cell timeout in seconds")
+    parser.add_argument(
+        "--install-cells-only",
+        action="store_true",
+        help="only write the repository URL into each chapter's install cell; execute nothing",
+    )
     arguments = parser.parse_args(argv)
 
     root = find_book_root()
@@ -178,6 +217,11 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         parser.error(f"no such notebook: {', '.join(missing)}")
     url = repository_url(root)
+    if arguments.install_cells_only:
+        for path in notebooks:
+            changed = sync_install_cell_in_place(path, url)
+            print(f"{os.path.relpath(path, root)}: {'updated' if changed else 'unchanged'}")
+        return 0
     failures = []
     for index, path in enumerate(notebooks, start=1):
         name = os.path.relpath(path, root)

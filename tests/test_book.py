@@ -56,7 +56,7 @@ def test_notebook_executed_in_order_without_errors(path: Path) -> None:
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda path: path.name)
 def test_chapter_meets_the_standard(path: Path) -> None:
-    """The structural part of book.md's "What a finished chapter has"."""
+    """The structural part of a finished chapter (the README's "How the book is checked")."""
     notebook = nbformat.read(path, as_version=4)
     markdown = "\n".join(cell.source for cell in notebook.cells if cell.cell_type == "markdown")
     code_cells = [cell for cell in notebook.cells if cell.cell_type == "code"]
@@ -82,12 +82,52 @@ def test_chapter_meets_the_standard(path: Path) -> None:
 def test_install_cell_matches_config(path: Path) -> None:
     notebook = nbformat.read(path, as_version=4)
     first_code = next(cell for cell in notebook.cells if cell.cell_type == "code")
-    url = str(CONFIG["repository"]["url"] or "")
+    url = reexecute.configured_repository_url(ROOT)
     assert f'BOOK_REPOSITORY = "{url}"' in first_code.source, (
         "the first code cell must be the Colab install cell, in sync with _config.yml "
-        "(run `python -m lorabook.reexecute`)"
+        "(run `python -m lorabook.reexecute --install-cells-only`)"
     )
+    assert 'f"lorabook @ git+{BOOK_REPOSITORY}"' in first_code.source
     assert first_code.outputs == [], "the install cell is silent when lorabook is installed"
+    assert "hide-input" in first_code.metadata.get("tags", []), "the install cell is folded away"
+
+
+CODE_WIDTH = 88
+"""Chapter code fits the page column: lines of at most 88 characters."""
+
+
+@pytest.mark.parametrize("path", TOC_NOTEBOOKS, ids=lambda path: path.name)
+def test_code_fits_the_page_column(path: Path) -> None:
+    notebook = nbformat.read(path, as_version=4)
+    long = [
+        f"cell {index}: {line[:60]}... ({len(line)} characters)"
+        for index, cell in enumerate(notebook.cells)
+        if cell.cell_type == "code"
+        for line in cell.source.splitlines()
+        if len(line) > CODE_WIDTH
+    ]
+    assert not long, f"{path.name}: code lines over {CODE_WIDTH} characters:\n" + "\n".join(long)
+
+
+def test_install_cells_sync_without_executing(tmp_path: Path) -> None:
+    chapter = tmp_path / "ch01_x.ipynb"
+    _write_notebook(chapter, ['BOOK_REPOSITORY = ""  # the URL', "print(6 * 7)"])
+    notebook = nbformat.read(chapter, as_version=4)
+    notebook.cells[1].outputs = [nbformat.v4.new_output("stream", name="stdout", text="42\n")]
+    nbformat.write(notebook, chapter)
+    assert reexecute.sync_install_cell_in_place(chapter, "https://github.com/owner/lorabook")
+    synced = nbformat.read(chapter, as_version=4)
+    assert synced.cells[0].source == 'BOOK_REPOSITORY = "https://github.com/owner/lorabook"  # the URL'
+    assert synced.cells[1].outputs == notebook.cells[1].outputs  # nothing was executed
+    assert not reexecute.sync_install_cell_in_place(chapter, "https://github.com/owner/lorabook")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["ch01_x.ipynb"]
+
+
+def test_the_repository_url_can_be_given_at_build_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(reexecute.REPOSITORY_URL_VARIABLE, raising=False)
+    assert reexecute.repository_url(ROOT) == reexecute.configured_repository_url(ROOT)
+    monkeypatch.setenv(reexecute.REPOSITORY_URL_VARIABLE, "https://github.com/owner/lorabook")
+    assert reexecute.repository_url(ROOT) == "https://github.com/owner/lorabook"
 
 
 def test_config_fails_on_errors_and_numbers_figures() -> None:
@@ -177,3 +217,90 @@ def test_markdown_has_no_control_characters(path: Path) -> None:
         for text in texts:
             bad = re.search(r"[\t\x07\x08\x0b\x0c\r]", text)
             assert bad is None, f"{path.name}, cell {index}: control character near {text[max(0, bad.start() - 20):bad.end() + 10]!r}"
+
+
+def test_package_docstrings_have_no_control_characters() -> None:
+    # A TeX command with one backslash in a plain docstring ("\approx") loses its backslash to a
+    # control character, and the API page shows a MathJax error.
+    import ast
+
+    bad = []
+    for path in sorted((ROOT / "lorabook").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                docstring = ast.get_docstring(node, clean=False) or ""
+                if re.search(r"[\x00-\x08\x0b\x0c\x0e-\x1f]", docstring):
+                    bad.append(f"{path.relative_to(ROOT)}: {getattr(node, 'name', 'module')}")
+    assert not bad, bad
+
+
+def _readme_ci_commands() -> list[str]:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("<!-- ci: begin"):text.index("<!-- ci: end -->")]
+    blocks = re.findall(r"^```bash\n(.*?)^```", section, re.MULTILINE | re.DOTALL)
+    return [line for block in blocks for line in block.strip().splitlines()]
+
+
+def test_ci_runs_the_readme_commands_in_a_venv_in_the_repository_root() -> None:
+    commands = _readme_ci_commands()
+    assert commands[0].startswith("apt-get") and "chromium" in commands[0]
+    assert "python3 -m venv .venv && . .venv/bin/activate" in commands
+    expected = [
+        "python -m pip install -r requirements.txt && python -m pytest",
+        "python -m pip install -r requirements.txt && jupyter-book build . -W -n --keep-going",
+        "python -m lorabook.publishing check-site _build/html",
+        "python -m lorabook.publishing student-edition",
+        "python -m lorabook.publishing check-site _build/student/html --edition student",
+        "python -m lorabook.publishing handouts",
+        "python -m lorabook.publishing check-binder",
+    ]
+    assert [command for command in commands if command in expected] == expected
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    # .ci/run reads its commands from the README and sets nothing up on its own.
+    assert "ci: begin" in ci and "README.md" in ci
+    assert "-m venv" not in ci and "pip install" not in ci and "jupyter-book" not in ci
+
+
+def test_readme_lists_exactly_the_chapters_of_the_toc() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    listed = set(re.findall(r"`(book/ch\d\d_[a-z0-9_]+\.ipynb)`", readme))
+    assert listed == {path.relative_to(ROOT).as_posix() for path in CHAPTERS}
+
+
+def test_intro_plan_names_only_chapters_still_to_come() -> None:
+    intro = (ROOT / "book" / "intro.md").read_text(encoding="utf-8")
+    planned = {int(number) for number in re.findall(r"chapter (\d+), \*", intro)}
+    written = {int(path.name[2:4]) for path in CHAPTERS}
+    assert planned and not planned & written, (planned, written)
+    labels = set(re.findall(r"\{ref\}`(ch-[a-z0-9-]+)`", intro))
+    for path in CHAPTERS:
+        first = nbformat.read(path, as_version=4).cells[0].source
+        assert re.match(r"\((ch-[a-z0-9-]+)\)=", first).group(1) in labels, f"{path.name} not in the intro"
+
+
+def test_licence_is_an_spdx_expression() -> None:
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert project["license"] == "MIT" and (ROOT / "LICENSE").is_file()
+
+
+@pytest.mark.parametrize("path", TOC_NOTEBOOKS, ids=lambda path: path.name)
+def test_no_line_of_inline_math_starts_a_list(path: Path) -> None:
+    # Markdown reads a line that starts with "+ " or "- " as a list item, even in the middle of
+    # a paragraph: inline math broken before a "+" or "-" is then shown as raw TeX.
+    notebook = nbformat.read(path, as_version=4)
+    bad = []
+    for index, cell in enumerate(notebook.cells):
+        if cell.cell_type != "markdown":
+            continue
+        paragraph = ""
+        for line in cell.source.splitlines():
+            if not line.strip():
+                paragraph = ""
+                continue
+            dollars = len(re.findall(r"(?<![\\$])\$(?!\$)", paragraph))
+            if paragraph and dollars % 2 == 1 and re.match(r"^\s*([-+*]|\d+[.)])\s", line):
+                bad.append(f"cell {index}: {line[:60]!r}")
+            paragraph += line + "\n"
+    assert not bad, f"{path.name}: a list marker inside inline math: {bad}"

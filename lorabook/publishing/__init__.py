@@ -1,0 +1,18 @@
+"""The book as readers get it: the build extension, the site check, editions and handouts.
+
+Modules:
+
+* :mod:`lorabook.publishing.sphinx_extension`: the Sphinx extension of the book's build (launch
+  buttons from the repository URL, offline MathJax, chapters numbered by file, the student
+  edition, the instructor's guide);
+* :mod:`lorabook.publishing.chapters`: what a chapter notebook says about itself (number,
+  objectives, prerequisites, exercises, reading time) and the removal of solutions;
+* :mod:`lorabook.publishing.editions`: the student edition, built without executing;
+* :mod:`lorabook.publishing.site_check`: every page of a built site checked in headless Chromium;
+* :mod:`lorabook.publishing.handouts`: chapters printed to checked PDF handouts;
+* :mod:`lorabook.publishing.browser`: the system's Chromium and a local static server;
+* :mod:`lorabook.publishing.binder`: the environment Binder builds.
+
+The commands are ``python -m lorabook.publishing check-site | student-edition | handouts |
+check-binder`` (see the README).
+"""

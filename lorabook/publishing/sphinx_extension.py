@@ -1,0 +1,336 @@
+"""The book's Sphinx extension: what the build does beyond Jupyter Book's defaults.
+
+Listed in ``_config.yml`` under ``sphinx.extra_extensions``. Environment variables choose, at
+build time and without editing a file, what a build produces:
+
+``LORABOOK_REPOSITORY_URL``
+    The public GitHub URL of the repository (overrides ``repository.url`` of ``_config.yml``,
+    the one place it is set). With a URL, every chapter gets Binder and Colab launch buttons,
+    the page header links to the repository, pages inside ``{only} launch_buttons`` blocks are
+    shown, and the Colab install cell of every chapter installs ``lorabook`` from that URL.
+``LORABOOK_EDITION``
+    ``instructor`` (the default: solutions in dropdowns) or ``student`` (solutions removed from
+    the pages, the search index and the downloadable notebooks).
+``LORABOOK_EXECUTED_NOTEBOOKS``
+    A folder of already executed copies of the chapters (``<folder>/<docname>.ipynb``, as
+    myst-nb writes them to ``_build/jupyter_execute``). The build then shows those outputs and
+    executes nothing; a copy whose code differs from the chapter's fails the build.
+
+The extension also makes the site self-contained (MathJax served from the site, from the copy
+that the ``sphinx-mathjax-offline`` package ships), numbers chapters by their file names
+(``ch09_*`` is chapter 9 even while chapter 8 is not written), keeps virtual environments out of
+the sources, and provides the ``{chapter-guide}`` directive of the instructor's page.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import nbformat
+from docutils import nodes
+from docutils.statemachine import StringList
+from sphinx.errors import ConfigError
+from sphinx.util import logging
+from sphinx.util.docutils import SphinxDirective
+
+from lorabook.publishing import chapters
+from lorabook.reexecute import (
+    prepare_chapter_environment,
+    repository_url,
+    sync_install_cell,
+    toc_notebooks,
+)
+
+logger = logging.getLogger(__name__)
+
+EDITIONS = ("instructor", "student")
+EDITION_VARIABLE = "LORABOOK_EDITION"
+EXECUTED_NOTEBOOKS_VARIABLE = "LORABOOK_EXECUTED_NOTEBOOKS"
+EXECUTION_RECORD = "lorabook-execution.json"
+"""File beside the executed notebooks with each chapter's execution data (time, method)."""
+
+GITHUB_URL = re.compile(r"^https://github\.com/([A-Za-z0-9-]+)/([A-Za-z0-9._-]+?)(?:\.git)?/?$")
+MATHJAX_SCRIPT = "mathjax/tex-chtml.js"
+
+
+def edition() -> str:
+    """The edition this build makes (``LORABOOK_EDITION``, default ``instructor``)."""
+    value = os.environ.get(EDITION_VARIABLE, "instructor").strip() or "instructor"
+    if value not in EDITIONS:
+        raise ConfigError(
+            f"{EDITION_VARIABLE}={value!r} is not an edition; choose one of {', '.join(EDITIONS)}"
+        )
+    return value
+
+
+def mathjax_folder() -> Path:
+    """The folder holding ``mathjax/`` in the installed ``sphinx-mathjax-offline`` package."""
+    try:
+        distribution = metadata.distribution("sphinx-mathjax-offline")
+    except metadata.PackageNotFoundError as error:
+        raise ConfigError(
+            "the offline MathJax copy is missing: pip install -r requirements.txt "
+            "(it pins sphinx-mathjax-offline)"
+        ) from error
+    folder = Path(str(distribution.locate_file("sphinx-mathjax-offline/static")))
+    if not (folder / MATHJAX_SCRIPT).is_file():
+        raise ConfigError(f"no {MATHJAX_SCRIPT} in {folder}")
+    return folder
+
+
+def virtual_environments(root: Path, depth: int = 2) -> list[str]:
+    """Folders under ``root`` (to ``depth`` levels) that hold a Python or conda environment."""
+    found = []
+
+    def walk(folder: Path, level: int) -> None:
+        for child in sorted(folder.iterdir()):
+            if not child.is_dir() or child.is_symlink():
+                continue
+            if (child / "pyvenv.cfg").is_file() or (child / "conda-meta").is_dir():
+                found.append(child.relative_to(root).as_posix())
+            elif level < depth and child.name not in ("_build", ".git"):
+                walk(child, level + 1)
+
+    walk(root, 1)
+    return found
+
+
+def _configure(app: Any, config: Any) -> None:
+    root = Path(app.srcdir)
+    config.exclude_patterns.extend(virtual_environments(root))
+
+    # Launch buttons, the repository link and the install cell follow one URL.
+    url = repository_url(root)
+    options = config.html_theme_options
+    # Without a default the theme logs a console error on a reader's first visit.
+    config.html_context = {"default_mode": "light", **(config.html_context or {})}
+    if url:
+        if not GITHUB_URL.match(url):
+            raise ConfigError(
+                f"repository URL {url!r}: Colab opens notebooks from GitHub only, so the URL "
+                "must look like https://github.com/OWNER/REPOSITORY"
+            )
+        options["repository_url"] = url
+        options["use_repository_button"] = True
+        options["use_issues_button"] = True
+        app.tags.add("launch_buttons")
+    else:
+        options.pop("launch_buttons", None)
+        options.pop("repository_url", None)
+    config.lorabook_repository_url = url
+
+    # Editions: the student edition drops every solution (sphinx-exercise's hide_solutions).
+    config.lorabook_edition = edition()
+    app.tags.add(f"{config.lorabook_edition}_edition")
+    if config.lorabook_edition == "student":
+        config.hide_solutions = True
+
+    executed = os.environ.get(EXECUTED_NOTEBOOKS_VARIABLE, "").strip()
+    if executed and not (root / executed).is_dir():
+        raise ConfigError(f"{EXECUTED_NOTEBOOKS_VARIABLE}={executed!r} is not a folder")
+    config.lorabook_executed_notebooks = str((root / executed).resolve()) if executed else ""
+
+    # A self-contained site: MathJax, the book's stylesheet and every font come from _static.
+    config.mathjax_path = MATHJAX_SCRIPT
+    config.html_static_path = [*config.html_static_path, str(mathjax_folder())]
+    book_static = root / "book" / "_static"
+    if book_static.is_dir():
+        config.html_static_path.append(str(book_static))
+        for stylesheet in sorted(book_static.glob("*.css")):
+            app.add_css_file(stylesheet.name)
+
+
+def _code_sources(notebook: nbformat.NotebookNode) -> list[str]:
+    return [cell.source for cell in notebook.cells if cell.cell_type == "code"]
+
+
+def _read_source(app: Any, docname: str, source: list[str]) -> None:
+    """Put the repository URL in the install cell; take outputs from executed copies."""
+    if not str(app.env.doc2path(docname)).endswith(".ipynb"):
+        return
+    url = app.config.lorabook_repository_url
+    notebook = nbformat.reads(source[0], as_version=4)
+    sync_install_cell(notebook, url)
+    folder = app.config.lorabook_executed_notebooks
+    if folder:
+        copy_path = Path(folder, f"{docname}.ipynb")
+        if not copy_path.is_file():
+            logger.warning(f"no executed copy of {docname} in {folder}", location=docname)
+        else:
+            executed = nbformat.read(copy_path, as_version=4)
+            sync_install_cell(executed, url)
+            if _code_sources(executed) != _code_sources(notebook):
+                logger.warning(
+                    f"the executed copy {copy_path} has other code than {docname}: "
+                    "it is stale; rebuild it",
+                    location=docname,
+                )
+            else:
+                # Markdown comes from the chapter, code and outputs from the executed copy.
+                code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+                executed_code = [cell for cell in executed.cells if cell.cell_type == "code"]
+                for cell, executed_cell in zip(code, executed_code):
+                    cell.outputs = executed_cell.outputs
+                    cell.execution_count = executed_cell.execution_count
+                notebook.metadata.setdefault("mystnb", {})["execution_mode"] = "off"
+                record = Path(folder, EXECUTION_RECORD)
+                if record.is_file():
+                    data = json.loads(record.read_text(encoding="utf-8")).get(docname)
+                    if data:
+                        from myst_nb.sphinx_ import NbMetadataCollector
+
+                        NbMetadataCollector.set_exec_data(app.env, docname, data)
+    source[0] = nbformat.writes(notebook)
+
+
+def _number_chapters_by_file(app: Any, env: Any) -> list[str]:
+    """Give every ``chNN_*`` document the number NN, in the sidebar, titles, figures, equations.
+
+    Sphinx numbers the chapters of numbered toctrees consecutively; the book's chapters keep
+    the numbers of its plan instead, so a chapter not yet written leaves a gap rather than
+    renumbering every chapter after it (and the text's "chapter 10" stays chapter 10).
+    """
+    changed = []
+    claimed: dict[int, str] = {}
+    for docname in sorted(env.toc_secnumbers):
+        wanted = chapters.chapter_number(f"{docname.rsplit('/', 1)[-1]}.ipynb")
+        secnumbers = env.toc_secnumbers[docname]
+        if wanted is None or not secnumbers.get(""):
+            continue
+        if wanted in claimed:
+            logger.warning(f"{docname} and {claimed[wanted]} are both chapter {wanted}")
+        claimed[wanted] = docname
+        assigned = secnumbers[""][0]
+        if assigned == wanted:
+            continue
+
+        def renumber(number: tuple[int, ...] | list[int] | None) -> Any:
+            if number and number[0] == assigned:
+                return type(number)([wanted, *number[1:]])
+            return number
+
+        env.toc_secnumbers[docname] = {key: renumber(value) for key, value in secnumbers.items()}
+        for reference in env.tocs[docname].findall(nodes.reference):
+            if reference.get("secnumber"):
+                reference["secnumber"] = renumber(reference["secnumber"])
+        title = env.titles.get(docname)
+        if title is not None and title.get("secnumber"):
+            title["secnumber"] = renumber(title["secnumber"])
+        for numbers in env.toc_fignumbers.get(docname, {}).values():
+            for target, number in numbers.items():
+                numbers[target] = renumber(number)
+        changed.append(docname)
+    return changed
+
+
+def _finish(app: Any, exception: BaseException | None) -> None:
+    if exception is not None or app.builder.format != "html":
+        return
+    executed_folder = Path(app.outdir).parent / "jupyter_execute"
+    # Keep each chapter's execution data beside its executed copy, for builds that reuse it.
+    from myst_nb.sphinx_ import NbMetadataCollector
+
+    record = {
+        docname: data
+        for docname in app.env.found_docs
+        if (data := NbMetadataCollector.get_exec_data(app.env, docname))
+    }
+    if record and executed_folder.is_dir():
+        path = executed_folder / EXECUTION_RECORD
+        previous = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        path.write_text(json.dumps({**previous, **record}, indent=1, sort_keys=True), "utf-8")
+    if app.config.lorabook_edition == "student":
+        # The pages lost their solutions at parse time; the notebooks readers download did not.
+        for folder in (Path(app.outdir) / "_sources", executed_folder):
+            for path in folder.rglob("*.ipynb"):
+                notebook = nbformat.read(path, as_version=4)
+                if chapters.strip_solutions(notebook):
+                    nbformat.write(notebook, path)
+
+
+class ChapterGuide(SphinxDirective):
+    """``{chapter-guide}``: for every chapter of the book, what it assumes, what it teaches,
+    how long it takes to read, and which exercises need running code."""
+
+    has_content = False
+
+    def run(self) -> list[nodes.Node]:
+        root = Path(self.env.srcdir)
+        lines: list[str] = []
+        book = [path for path in toc_notebooks(root) if chapters.chapter_number(path) is not None]
+        overview = [
+            "```{list-table} The chapters at a glance: reading time of the prose and equations "
+            f"at {chapters.READING_SPEED} words per minute, and the exercises by kind.",
+            ":header-rows: 1",
+            ":name: tab-chapter-guide",
+            "",
+            "* - Chapter",
+            "  - Reading time",
+            "  - Exercises: pen and paper",
+            "  - Exercises: running code",
+        ]
+        details: list[str] = []
+        for path in book:
+            self.env.note_dependency(str(path))
+            chapter = chapters.read_chapter(path)
+            by_kind = {
+                kind: [exercise for exercise in chapter.exercises if exercise.kind == kind]
+                for kind in chapters.EXERCISE_KINDS
+            }
+
+            def listing(exercises: list[chapters.Exercise]) -> str:
+                return ", ".join(f"{{numref}}`{exercise.label}`" for exercise in exercises) or "none"
+
+            overview += [
+                f"* - {chapter.number}\\. {{ref}}`{chapter.label}`",  # not a numbered list
+                f"  - about {chapter.reading_minutes} min",
+                f"  - {len(by_kind['pen-and-paper'])}",
+                f"  - {len(by_kind['computational'])}",
+            ]
+            details += [
+                f"**Chapter {chapter.number}, {{ref}}`{chapter.label}`.** "
+                f"About {chapter.reading_minutes} minutes of reading ({chapter.words} words).",
+                "",
+                f"- *Assumes:* {chapter.prerequisites}",
+                "- *Learning objectives:* after the chapter a reader can",
+                *[f"  - {objective}" for objective in chapter.objectives],
+                f"- *Pen-and-paper exercises:* {listing(by_kind['pen-and-paper'])}.",
+                f"- *Exercises that need running code:* {listing(by_kind['computational'])}.",
+                "",
+            ]
+        lines = [*overview, "```", "", *details]
+        container = nodes.container(classes=["chapter-guide"])
+        self.state.nested_parse(StringList(lines), self.content_offset, container)
+        return [container]
+
+
+def _drop_thebe_scripts(app: Any) -> None:
+    """Keep sphinx-thebe's scripts off the pages.
+
+    Jupyter Book always loads sphinx-thebe, whose scripts declare the same constants twice on a
+    page (a JavaScript error on every page) and point at a CDN. The book has no live-code
+    button (launch buttons open Binder or Colab instead), so the scripts are not added at all.
+    """
+    for listener in list(app.events.listeners.get("env-before-read-docs", [])):
+        if getattr(listener.handler, "__name__", "") == "init_thebe_core":
+            app.disconnect(listener.id)
+
+
+def setup(app: Any) -> dict[str, Any]:
+    prepare_chapter_environment()
+    # Registered with rebuild="env" so that a change between builds re-reads every document.
+    app.add_config_value("lorabook_repository_url", "", "env")
+    app.add_config_value("lorabook_edition", "instructor", "env")
+    app.add_config_value("lorabook_executed_notebooks", "", "env")
+    app.connect("config-inited", _configure)
+    app.connect("builder-inited", _drop_thebe_scripts)
+    app.connect("source-read", _read_source)
+    app.connect("env-get-updated", _number_chapters_by_file)
+    app.connect("build-finished", _finish)
+    app.add_directive("chapter-guide", ChapterGuide)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
