@@ -53,7 +53,7 @@ def test_lost_figures_and_tex_source_are_caught(tmp_path: Path) -> None:
         handouts.check_handout(handout.pdf, 1, "Another title")
     raw = _page("<p>\\(\\frac{1}{2}\\) left as source</p>", depth=1).replace("tex-chtml.js", "none.js")
     site = _site(tmp_path / "raw", {"index.html": _page(""), "book/ch05_tiny.html": raw})
-    with pytest.raises(handouts.HandoutError, match="TeX source in the text"):
+    with pytest.raises(handouts.HandoutError, match="raw TeX in the text"):
         handouts.print_handouts(site, tmp_path / "raw-handouts")
 
 

@@ -47,6 +47,21 @@ GOOD = {
     ),
 }
 
+def _timings(rows: str) -> str:
+    return _page(
+        '<section id="execution-times"><table><thead><tr><th>Document</th><th>Modified</th>'
+        f"<th>Method</th><th>Run Time (s)</th><th>Status</th></tr></thead><tbody>{rows}</tbody>"
+        "</table></section>",
+        depth=1,
+    )
+
+
+def _row(document: str, seconds: float, status: str = "\u2705") -> str:
+    return f"<tr><td>{document}</td><td>2026-12-07</td><td>force</td><td>{seconds}</td><td>{status}</td></tr>"
+
+
+GOOD["book/reproducibility.html"] = _timings(_row("book/ch05_tiny", 12.3))
+
 DEFECTS = {  # page: (its body, a phrase of the element, a phrase of the message)
     "broken_link.html": ('<a href="missing.html">gone</a>', "a", "broken link 'missing.html'"),
     "broken_anchor.html": ('<a href="index.html#nowhere">x</a>', "a", "no id 'nowhere'"),
@@ -90,11 +105,12 @@ def test_a_sound_site_passes_over_http_and_from_disk(tmp_path: Path) -> None:
     site = _site(tmp_path / "html", GOOD)
     report = site_check.check_site(site, report_folder=tmp_path / "report")
     assert report.ok, "\n".join(map(str, report.problems))
-    assert report.pages == ["book/ch05_tiny.html", "index.html"]
+    assert report.pages == ["book/ch05_tiny.html", "book/reproducibility.html", "index.html"]
     assert report.external_links == 1
     # A screenshot of every page: the first screen (PNG) and the whole page (JPEG).
     assert sorted(Path(path).name for path in report.screenshots) == [
-        "book__ch05_tiny-full.jpg", "book__ch05_tiny.png", "index-full.jpg", "index.png"]
+        "book__ch05_tiny-full.jpg", "book__ch05_tiny.png", "book__reproducibility-full.jpg",
+        "book__reproducibility.png", "index-full.jpg", "index.png"]
     assert all(Path(path).stat().st_size > 1000 for path in report.screenshots)
     assert (tmp_path / "report" / "report.json").is_file()
 
@@ -103,6 +119,8 @@ def test_every_defect_fails_the_check_naming_page_and_element(tmp_path: Path) ->
     pages = dict(GOOD)
     for name, (body, _, _) in DEFECTS.items():
         pages[name] = _page(body, depth=name.count("/"))
+    pages["book/reproducibility.html"] = _timings(
+        _row("book/ch05_tiny", 12.3) + _row("book/ch07_wrong", 1.0))
     site = _site(tmp_path / "html", pages)
     report = site_check.check_site(site, edition="student", report_folder=tmp_path / "report")
     assert not report.ok
@@ -119,7 +137,8 @@ def test_every_defect_fails_the_check_naming_page_and_element(tmp_path: Path) ->
             assert matches, f"{page}: no problem with {element!r} and {message!r} in\n" + "\n".join(
                 map(str, report.problems))
     # The sound pages stay clean; only the defects are reported.
-    assert not [problem for problem in report.problems if problem.page.startswith(("index.html", "book/ch05"))]
+    assert not [problem for problem in report.problems
+                if problem.page.startswith(("index.html", "book/ch05", "book/reproducibility"))]
 
 
 def test_launch_buttons_are_required_when_a_url_is_given(tmp_path: Path) -> None:
@@ -154,3 +173,21 @@ def test_a_folder_without_a_site_is_refused(tmp_path: Path) -> None:
 def test_expected_launch_links_need_a_github_url() -> None:
     with pytest.raises(ValueError, match="github.com/OWNER/REPOSITORY"):
         site_check.expected_launch_links("https://gitlab.com/owner/lorabook", "book/ch05.html")
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        (_row("book/ch05_tiny", 120.5), "book/ch05_tiny took 120 s (> 90 s)"),
+        (_row("book/ch04_other", 10.0), "book/ch05_tiny is not in the table"),
+        (_row("book/ch05_tiny", 10.0, status="\u274c"), "book/ch05_tiny did not succeed"),
+    ],
+)
+def test_the_execution_table_must_list_every_chapter_within_its_time(
+    tmp_path: Path, rows: str, message: str
+) -> None:
+    site = _site(tmp_path / "html", {**GOOD, "book/reproducibility.html": _timings(rows)})
+    report = site_check.check_site(site, report_folder=tmp_path / "r", from_disk=False, screenshots=False)
+    problems = [str(problem) for problem in report.problems]
+    assert len(problems) == 1, problems
+    assert problems[0].startswith(f"book/reproducibility.html: execution table: {message}"), problems

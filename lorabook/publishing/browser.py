@@ -83,8 +83,10 @@ def is_local(url: str) -> bool:
 
 
 @contextlib.asynccontextmanager
-async def chromium(viewport: tuple[int, int] = (1440, 900)) -> AsyncIterator[Any]:
+async def chromium(viewport: tuple[int, int] = (1366, 768)) -> AsyncIterator[Any]:
     """A Playwright browser context on the system's Chromium, with the network cut off.
+
+    The default window is 1366 x 768 pixels, the most common laptop screen.
 
     Every request that does not stay on this machine is aborted and appended to the context's
     ``external_requests`` list (an attribute set here). The API is Playwright's asynchronous
@@ -141,3 +143,26 @@ def redirect_target(page: Path) -> str | None:
     text = page.read_text(encoding="utf-8", errors="replace")
     match = REDIRECT.search(text) if len(text) < 2000 else None
     return match.group(1) if match else None
+
+
+MATH_PROBLEMS = r"""(add, snippet) => {
+  // add(element, message) for every equation MathJax did not render and for TeX left as text.
+  for (const math of document.querySelectorAll(".math")) {
+    if (!math.querySelector("mjx-container")) {
+      add(math, "equation not rendered: " + snippet(math.textContent));
+    }
+  }
+  for (const error of document.querySelectorAll("mjx-merror")) {
+    add(error, "MathJax error: " + (error.getAttribute("data-mjx-error") || snippet(error.textContent)));
+  }
+  // TeX left in the prose: delimiters or commands outside code, math and scripts.
+  const skip = "pre, code, script, style, textarea, mjx-container, .math, .highlight, .output";
+  const tex = /\\\(|\\\[|\$\$|\\begin\{|\\(frac|mathbb|mathrm|operatorname|sqrt|alpha|beta|mu|tau|lambda|sigma|rho|partial|sum|int|cdot|le|ge)(?![a-zA-Z])|(^|[\s(])\$[^$\s][^$]*\$/;
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    const parent = node.parentElement;
+    if (!parent || parent.closest(skip)) { continue; }
+    const match = node.textContent.match(tex);
+    if (match) { add(parent, "raw TeX in the text: " + snippet(node.textContent)); }
+  }
+}"""

@@ -1,8 +1,8 @@
 """Check the built website in a real browser, page by page.
 
 ``python -m lorabook.publishing check-site _build/html`` opens every page of the site in
-headless Chromium, served from 127.0.0.1 and again from disk (``file://``), and fails, naming the
-page and the element, when
+headless Chromium (a window of 1366 x 768 pixels), served from 127.0.0.1 and again from disk
+(``file://``), and fails, naming the page and the element, when
 
 * an equation is not rendered (TeX left as text, a MathJax error, ``$...$`` left in the prose);
 * an image does not load (zero natural size) or any request fails or leaves the machine;
@@ -12,7 +12,9 @@ page and the element, when
 * an internal link or its anchor does not resolve;
 * a chapter's number in the sidebar differs from the number in its file name;
 * the launch buttons are missing (or, without a repository URL, present), or point elsewhere;
-* the edition is wrong (a student page with a solution, an instructor page without).
+* the edition is wrong (a student page with a solution, an instructor page without);
+* the reproducibility page's execution table misses a chapter, or a chapter took longer than
+  ``CHAPTER_SECONDS`` (the introduction promises about a minute).
 
 A screenshot of every page (the first screen as PNG, the whole page as JPEG) is saved under the
 report folder (``_build/site-check/<edition>/`` by default), with ``report.json``.
@@ -31,6 +33,9 @@ from urllib.parse import unquote, urldefrag, urlparse
 from lorabook.publishing import browser, chapters
 
 EDITIONS = ("instructor", "student")
+CHAPTER_SECONDS = 90.0
+"""The longest a chapter may take to execute (the book's target: about a minute, at most 90 s)."""
+EXECUTION_TABLE_PAGE = "book/reproducibility.html"
 
 COLLECT = r"""() => {
   const describe = (element) => {
@@ -46,24 +51,7 @@ COLLECT = r"""() => {
   const problems = [];
   const add = (element, message) => problems.push([describe(element), message]);
 
-  for (const math of document.querySelectorAll(".math")) {
-    if (!math.querySelector("mjx-container")) {
-      add(math, "equation not rendered: " + snippet(math.textContent));
-    }
-  }
-  for (const error of document.querySelectorAll("mjx-merror")) {
-    add(error, "MathJax error: " + (error.getAttribute("data-mjx-error") || snippet(error.textContent)));
-  }
-  // TeX left in the prose: delimiters or commands outside code, math and scripts.
-  const skip = "pre, code, script, style, textarea, mjx-container, .math, .highlight, .output";
-  const tex = /\\\(|\\\[|\$\$|\\begin\{|\\(frac|mathbb|mathrm|operatorname|sqrt|alpha|beta|mu|tau|lambda|sigma|rho|partial|sum|int|cdot|le|ge)(?![a-zA-Z])|(^|[\s(])\$[^$\s][^$]*\$/;
-  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
-  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
-    const parent = node.parentElement;
-    if (!parent || parent.closest(skip)) { continue; }
-    const match = node.textContent.match(tex);
-    if (match) { add(parent, "raw TeX in the text: " + snippet(node.textContent)); }
-  }
+  (""" + browser.MATH_PROBLEMS + r""")(add, snippet);
   for (const image of document.images) {
     if (!(image.complete && image.naturalWidth > 0)) {
       add(image, "image not loaded: " + image.getAttribute("src"));
@@ -92,9 +80,11 @@ COLLECT = r"""() => {
     (a) => [snippet(a.textContent), a.getAttribute("href")]);
   const launch = [...document.querySelectorAll("a[href*='mybinder.org'], a[href*='colab.research.google.com']")]
     .map((a) => a.href);
+  const timings = [...document.querySelectorAll("section#execution-times table tbody tr")].map(
+    (row) => [...row.querySelectorAll("td")].map((cell) => snippet(cell.textContent)));
   const exercises = document.querySelectorAll("div.exercise").length;
   const solutions = document.querySelectorAll("div.solution").length;
-  return {problems, links, ids, sidebar, launch, exercises, solutions, title: document.title};
+  return {problems, links, ids, sidebar, launch, timings, exercises, solutions, title: document.title};
 }"""
 
 
@@ -315,6 +305,8 @@ async def _check_page(context, site, base, page_name, label, options, shots, rep
     problems += _check_sidebar(label, collected["sidebar"])
     problems += _check_launch(label, page_name, collected, options["repository_url"])
     problems += _check_edition(label, collected, options["edition"])
+    if page_name == EXECUTION_TABLE_PAGE:
+        problems += _check_execution_times(label, collected["timings"], report.pages)
     if shots:
         report.screenshots += await _screenshots(context, base + page_name, page_name, options["folder"])
     return label, collected, problems
@@ -399,6 +391,32 @@ def _check_launch(label: str, page_name: str, collected: dict, repository_url: s
         for expected in expected_launch_links(repository_url, page_name)
         if expected not in launch
     ]
+
+
+def _check_execution_times(label: str, rows: list, pages: list[str]) -> list[Problem]:
+    """Every chapter is in the execution table, succeeded, and took at most CHAPTER_SECONDS."""
+    times = {row[0]: row for row in rows if row}
+    problems = []
+    for page in pages:
+        if _chapter_of(page) is None:
+            continue
+        document = page.removesuffix(".html")
+        row = times.get(document)
+        if row is None:
+            problems.append(Problem(label, "execution table", f"{document} is not in the table"))
+            continue
+        try:
+            seconds = float(row[3])
+        except (IndexError, ValueError):
+            problems.append(Problem(label, "execution table", f"{document}: no run time in {row}"))
+            continue
+        if seconds > CHAPTER_SECONDS:
+            problems.append(Problem(
+                label, "execution table", f"{document} took {seconds:.0f} s (> {CHAPTER_SECONDS:.0f} s)"
+            ))
+        if row[-1] != "\u2705":
+            problems.append(Problem(label, "execution table", f"{document} did not succeed: {row}"))
+    return problems
 
 
 def _check_edition(label: str, collected: dict, edition: str) -> list[Problem]:
