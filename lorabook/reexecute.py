@@ -14,7 +14,9 @@ and the failing cell and its error are reported. Before executing, the Colab ins
 ``LORABOOK_REPOSITORY_URL`` if set). ``--install-cells-only`` sets that URL and executes nothing.
 
 The tool reports progress (which chapter, how long it took) and exits with status 1 if any
-chapter failed.
+chapter failed. Stopped at any moment (SIGTERM, SIGKILL), it leaves every notebook valid, either
+as it was or fully re-executed; the temporary file that SIGKILL can leave beside a notebook is
+removed by the next run (and is never collected as a chapter).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import signal
 import stat
 import sys
 import tempfile
@@ -165,7 +168,14 @@ def write_atomically(notebook: object, path: Path) -> None:
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
             nbformat.write(notebook, stream)
-        os.chmod(temporary, stat.S_IMODE(path.stat().st_mode))  # mkstemp makes it private
+        # mkstemp makes the file private: keep the old file's mode, or the usual one for a new file.
+        if path.exists():
+            mode = stat.S_IMODE(path.stat().st_mode)
+        else:
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask
+        os.chmod(temporary, mode)
         os.replace(temporary, path)
     except BaseException:
         if os.path.exists(temporary):
@@ -190,6 +200,25 @@ def sync_install_cell_in_place(path: Path, url: str) -> bool:
     return True
 
 
+def remove_temporaries(path: Path) -> list[Path]:
+    """Remove the temporary files that an interrupted write of ``path`` may have left.
+
+    :func:`write_atomically` writes ``.<stem>.<random>.ipynb`` beside the notebook and renames
+    it into place; a process killed outright (SIGKILL) between the two leaves the temporary
+    file, never a half-written notebook. Returns the files removed.
+    """
+    removed = []
+    for leftover in path.parent.glob(f".{path.stem}.*.ipynb"):
+        leftover.unlink(missing_ok=True)
+        removed.append(leftover)
+    return removed
+
+
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    # SystemExit unwinds normally: the kernel is shut down and a temporary file removed.
+    raise SystemExit(128 + signum)
+
+
 def _describe_failure(error: BaseException) -> str:
     """A short description of a failed cell from nbclient's error."""
     text = str(error)
@@ -211,11 +240,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     arguments = parser.parse_args(argv)
 
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     root = find_book_root()
     notebooks = [path.resolve() for path in arguments.notebooks] or toc_notebooks(root)
     missing = [str(path) for path in notebooks if not path.is_file()]
     if missing:
         parser.error(f"no such notebook: {', '.join(missing)}")
+    for path in notebooks:
+        remove_temporaries(path)
     url = repository_url(root)
     if arguments.install_cells_only:
         for path in notebooks:

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import nbformat
@@ -304,3 +308,59 @@ def test_no_line_of_inline_math_starts_a_list(path: Path) -> None:
                 bad.append(f"cell {index}: {line[:60]!r}")
             paragraph += line + "\n"
     assert not bad, f"{path.name}: a list marker inside inline math: {bad}"
+
+
+def _interrupt_reexecution(tmp_path: Path, signum: int, delay: float) -> tuple[Path, bytes]:
+    (tmp_path / "_config.yml").write_text("repository:\n  url: ''\n", encoding="utf-8")
+    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: ch01_x\n", encoding="utf-8")
+    chapter = tmp_path / "ch01_x.ipynb"
+    _write_notebook(chapter, ["import time", "print('a' * 100000)", "time.sleep(0.3)", "print(2)"])
+    before = chapter.read_bytes()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lorabook.reexecute", str(chapter)], cwd=tmp_path,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    time.sleep(delay)
+    process.send_signal(signum)
+    process.wait(timeout=60)
+    return chapter, before
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_a_killed_reexecution_leaves_every_notebook_old_or_new(tmp_path: Path, signum: int) -> None:
+    # Killed at moments spread over the run (start-up, kernel, execution, writing): the chapter
+    # is always a valid notebook, either untouched or completely executed.
+    outcomes = set()
+    for index, delay in enumerate([0.2, 0.6, 1.0, 1.4, 1.8, 2.2, 2.6, 3.0, 4.0, 6.0]):
+        folder = tmp_path / str(index)
+        folder.mkdir()
+        chapter, before = _interrupt_reexecution(folder, signum, delay)
+        after = chapter.read_bytes()
+        notebook = nbformat.reads(after.decode("utf-8"), as_version=4)
+        nbformat.validate(notebook)
+        if after == before:
+            outcomes.add("old")
+        else:
+            counts = [cell.execution_count for cell in notebook.cells]
+            assert counts == [1, 2, 3, 4] and notebook.cells[3].outputs[0]["text"] == "2\n"
+            outcomes.add("new")
+        leftovers = sorted(path.name for path in folder.glob(".*.ipynb"))
+        if signum == signal.SIGTERM:
+            assert not leftovers, leftovers  # SIGTERM unwinds and removes its temporary file
+        if leftovers:  # SIGKILL can leave one; the next run removes it
+            reexecute.remove_temporaries(chapter)
+            assert not list(folder.glob(".*.ipynb"))
+    assert outcomes == {"old", "new"}, outcomes  # the kills did land before and after the write
+
+
+def test_the_next_run_removes_what_a_killed_write_left(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "_config.yml").write_text("repository:\n  url: ''\n", encoding="utf-8")
+    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: ch01_x\n", encoding="utf-8")
+    chapter = tmp_path / "ch01_x.ipynb"
+    _write_notebook(chapter, ['BOOK_REPOSITORY = ""'])
+    (tmp_path / ".ch01_x.k3j2h1.ipynb").write_text('{"cells": [', encoding="utf-8")  # half written
+    (tmp_path / ".other.k3j2h1.ipynb").write_text("{}", encoding="utf-8")  # another notebook's
+    monkeypatch.chdir(tmp_path)
+    assert reexecute.main(["--install-cells-only", str(chapter)]) == 0
+    assert sorted(path.name for path in tmp_path.glob(".*.ipynb")) == [".other.k3j2h1.ipynb"]

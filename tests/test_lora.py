@@ -64,6 +64,7 @@ def _mp_search_time(name: str, mu: float):
     return 1 / rate
 
 
+@pytest.mark.slow  # high-precision quadrature, seconds per case
 @pytest.mark.parametrize("name", ACTIVATION_NAMES)
 def test_search_time_matches_high_precision_quadrature(name: str) -> None:
     with mp.workdps(20):
@@ -123,6 +124,7 @@ def test_linear_search_time_diverges_like_inverse_square() -> None:
     np.testing.assert_allclose(lora.search_time("linear", 1 - gaps) * gaps**2, 1.0, rtol=3e-4)
 
 
+@pytest.mark.slow  # high-precision quadrature, seconds per case
 @pytest.mark.parametrize("student, teacher", [("erf", "erf"), ("relu", "relu"), ("relu", "He3"),
                                               ("relu", "erf"), ("He3", "relu"), ("linear", "relu")])
 def test_quadrature_path_matches_closed_forms(student: str, teacher: str) -> None:
@@ -564,6 +566,7 @@ def _nested_adaptive_expectation(function, mu: float, u: float, m: float) -> flo
 _QUADRATURE_POINTS = ((0.3, 0.4, 0.2), (0.7, -0.5, 0.9), (0.5, 0.8, -1.0), (0.9, 0.0, 0.3), (0.1, 1.3, 0.6))
 
 
+@pytest.mark.slow  # high-precision quadrature, seconds per case
 @pytest.mark.parametrize("student,teacher", [("sigmoid", "sigmoid"), ("sigmoid", "relu"), ("relu", "sigmoid"),
                                              ("erf", "sigmoid"), ("sigmoid", "He3"), ("erf", "erf"), ("erf", "He3"),
                                              ("relu", "relu"), ("erf", "relu")])
@@ -604,6 +607,7 @@ def _mp_composite(name: str):
     return s, ds
 
 
+@pytest.mark.slow  # high-precision quadrature, seconds per case
 @pytest.mark.parametrize("student, teacher", [("erf", "erf^2"), ("sigmoid", "sigmoid^2"), ("He3", "He3^2"),
                                               ("linear", "linear^2"), ("He1+He3", None), ("He3+He5", None),
                                               ("erf", "He5")])
@@ -668,6 +672,7 @@ def test_traps_of_odd_hermite_targets(name: str) -> None:
     np.testing.assert_allclose(lora.trap_strengths(name), [root], rtol=0, atol=1e-15)
 
 
+@pytest.mark.slow  # high-precision quadrature, seconds per case
 def test_trap_values_quoted_by_the_paper_and_none_for_even_targets() -> None:
     assert abs(lora.trap_strengths("He3")[0] - 0.32) < 0.005 and abs(lora.trap_strengths("He5")[0] - 0.43) < 0.01
     for name in ("linear", "He2", "He4", "erf", "relu", "sigmoid"):

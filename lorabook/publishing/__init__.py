@@ -7,6 +7,8 @@ Modules:
   edition, the instructor's guide);
 * :mod:`lorabook.publishing.chapters`: what a chapter notebook says about itself (number,
   objectives, prerequisites, exercises, reading time) and the removal of solutions;
+* :mod:`lorabook.publishing.executed_copies`: the run strict nbval leaves of each chapter, which
+  the build shows instead of executing it again while it is fresh;
 * :mod:`lorabook.publishing.editions`: the student edition, built without executing;
 * :mod:`lorabook.publishing.site_check`: every page of a built site checked in headless Chromium;
 * :mod:`lorabook.publishing.handouts`: chapters printed to checked PDF handouts;

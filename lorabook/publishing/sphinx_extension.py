@@ -14,7 +14,11 @@ build time and without editing a file, what a build produces:
 ``LORABOOK_EXECUTED_NOTEBOOKS``
     A folder of already executed copies of the chapters (``<folder>/<docname>.ipynb``, as
     myst-nb writes them to ``_build/jupyter_execute``). The build then shows those outputs and
-    executes nothing; a copy whose code differs from the chapter's fails the build.
+    executes nothing; a stale copy fails the build.
+
+Without it, a chapter whose executed copy in ``_build/jupyter_execute`` is fresh (the copy
+strict nbval or an earlier build left there, see :mod:`lorabook.publishing.executed_copies`)
+is shown from that copy, and every other chapter is executed.
 
 The extension also makes the site self-contained (MathJax served from the site, from the copy
 that the ``sphinx-mathjax-offline`` package ships), numbers chapters by their file names
@@ -24,7 +28,6 @@ the sources, and provides the ``{chapter-guide}`` directive of the instructor's 
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from importlib import metadata
@@ -38,12 +41,13 @@ from sphinx.errors import ConfigError
 from sphinx.util import logging
 from sphinx.util.docutils import SphinxDirective
 
-from lorabook.publishing import chapters
+from lorabook.publishing import chapters, executed_copies
 from lorabook.reexecute import (
     prepare_chapter_environment,
     repository_url,
     sync_install_cell,
     toc_notebooks,
+    write_atomically,
 )
 
 logger = logging.getLogger(__name__)
@@ -51,8 +55,6 @@ logger = logging.getLogger(__name__)
 EDITIONS = ("instructor", "student")
 EDITION_VARIABLE = "LORABOOK_EDITION"
 EXECUTED_NOTEBOOKS_VARIABLE = "LORABOOK_EXECUTED_NOTEBOOKS"
-EXECUTION_RECORD = "lorabook-execution.json"
-"""File beside the executed notebooks with each chapter's execution data (time, method)."""
 
 GITHUB_URL = re.compile(r"^https://github\.com/([A-Za-z0-9-]+)/([A-Za-z0-9._-]+?)(?:\.git)?/?$")
 MATHJAX_SCRIPT = "mathjax/tex-chtml.js"
@@ -134,6 +136,7 @@ def _configure(app: Any, config: Any) -> None:
     if executed and not (root / executed).is_dir():
         raise ConfigError(f"{EXECUTED_NOTEBOOKS_VARIABLE}={executed!r} is not a folder")
     config.lorabook_executed_notebooks = str((root / executed).resolve()) if executed else ""
+    config.lorabook_fingerprint = executed_copies.fingerprint(root)
 
     # A self-contained site: MathJax, the book's stylesheet and every font come from _static.
     config.mathjax_path = MATHJAX_SCRIPT
@@ -145,47 +148,60 @@ def _configure(app: Any, config: Any) -> None:
             app.add_css_file(stylesheet.name)
 
 
-def _code_sources(notebook: nbformat.NotebookNode) -> list[str]:
-    return [cell.source for cell in notebook.cells if cell.cell_type == "code"]
-
-
 def _read_source(app: Any, docname: str, source: list[str]) -> None:
-    """Put the repository URL in the install cell; take outputs from executed copies."""
+    """Put the repository URL in the install cell; show a fresh executed copy's outputs.
+
+    By default a chapter's executed copy (:mod:`lorabook.publishing.executed_copies`) is used
+    when it is fresh, and the chapter is executed otherwise. With ``LORABOOK_EXECUTED_NOTEBOOKS``
+    the copies of that folder must be used: a missing or stale one is a build warning (an error
+    under ``-W``). Copies without a fingerprint there (the committed chapters) are taken as
+    they are.
+    """
     if not str(app.env.doc2path(docname)).endswith(".ipynb"):
         return
     url = app.config.lorabook_repository_url
     notebook = nbformat.reads(source[0], as_version=4)
     sync_install_cell(notebook, url)
+    stamp = app.config.lorabook_fingerprint
     folder = app.config.lorabook_executed_notebooks
-    if folder:
-        copy_path = Path(folder, f"{docname}.ipynb")
-        if not copy_path.is_file():
-            logger.warning(f"no executed copy of {docname} in {folder}", location=docname)
-        else:
-            executed = nbformat.read(copy_path, as_version=4)
-            sync_install_cell(executed, url)
-            if _code_sources(executed) != _code_sources(notebook):
-                logger.warning(
-                    f"the executed copy {copy_path} has other code than {docname}: "
-                    "it is stale; rebuild it",
-                    location=docname,
-                )
+    path = Path(folder, f"{docname}.ipynb") if folder else executed_copies.copy_path(
+        Path(app.srcdir), docname)
+    copy = None
+    if path.is_file():
+        copy = nbformat.read(path, as_version=4)
+        sync_install_cell(copy, url)
+        reason = executed_copies.stale_reason(copy, notebook, stamp)
+        if folder and reason == "it carries no fingerprint":
+            reason = ""
+        if reason:
+            message = f"the executed copy {path} is stale ({reason})"
+            if folder:
+                logger.warning(f"{message}: rebuild it", location=docname)
             else:
-                # Markdown comes from the chapter, code and outputs from the executed copy.
-                code = [cell for cell in notebook.cells if cell.cell_type == "code"]
-                executed_code = [cell for cell in executed.cells if cell.cell_type == "code"]
-                for cell, executed_cell in zip(code, executed_code):
-                    cell.outputs = executed_cell.outputs
-                    cell.execution_count = executed_cell.execution_count
-                notebook.metadata.setdefault("mystnb", {})["execution_mode"] = "off"
-                record = Path(folder, EXECUTION_RECORD)
-                if record.is_file():
-                    data = json.loads(record.read_text(encoding="utf-8")).get(docname)
-                    if data:
-                        from myst_nb.sphinx_ import NbMetadataCollector
-
-                        NbMetadataCollector.set_exec_data(app.env, docname, data)
+                logger.info(f"{docname}: executing it, {message}")
+            copy = None
+    elif folder:
+        logger.warning(f"no executed copy of {docname} in {folder}", location=docname)
+    if copy is not None:
+        _show_copy(app, docname, notebook, copy)
     source[0] = nbformat.writes(notebook)
+
+
+def _show_copy(app: Any, docname: str, notebook: Any, copy: Any) -> None:
+    """Give ``notebook`` the outputs of its executed ``copy`` and execute nothing."""
+    from myst_nb.sphinx_ import NbMetadataCollector
+
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    executed = [cell for cell in copy.cells if cell.cell_type == "code"]
+    for cell, executed_cell in zip(code, executed):
+        cell.outputs = executed_cell.outputs
+        cell.execution_count = executed_cell.execution_count
+    notebook.metadata.setdefault("mystnb", {})["execution_mode"] = "off"
+    if executed_copies.METADATA_KEY in copy.metadata:
+        notebook.metadata[executed_copies.METADATA_KEY] = copy.metadata[executed_copies.METADATA_KEY]
+    data = executed_copies.execution_data(copy)
+    if data:
+        NbMetadataCollector.set_exec_data(app.env, docname, data)
 
 
 def _number_chapters_by_file(app: Any, env: Any) -> list[str]:
@@ -231,19 +247,22 @@ def _number_chapters_by_file(app: Any, env: Any) -> list[str]:
 def _finish(app: Any, exception: BaseException | None) -> None:
     if exception is not None or app.builder.format != "html":
         return
-    executed_folder = Path(app.outdir).parent / "jupyter_execute"
-    # Keep each chapter's execution data beside its executed copy, for builds that reuse it.
     from myst_nb.sphinx_ import NbMetadataCollector
 
-    record = {
-        docname: data
-        for docname in app.env.found_docs
-        if (data := NbMetadataCollector.get_exec_data(app.env, docname))
-    }
-    if record and executed_folder.is_dir():
-        path = executed_folder / EXECUTION_RECORD
-        previous = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-        path.write_text(json.dumps({**previous, **record}, indent=1, sort_keys=True), "utf-8")
+    executed_folder = Path(app.outdir).parent / "jupyter_execute"
+    # Stamp the chapters this build executed, so that the next build can show them as they are.
+    for docname in sorted(app.env.found_docs):
+        data = NbMetadataCollector.get_exec_data(app.env, docname)
+        path = executed_folder / f"{docname}.ipynb"
+        if not data or not data.get("succeeded") or not path.is_file():
+            continue
+        notebook = nbformat.read(path, as_version=4)
+        if executed_copies.METADATA_KEY not in notebook.metadata:
+            notebook.metadata[executed_copies.METADATA_KEY] = {
+                "fingerprint": app.config.lorabook_fingerprint,
+                "execution": {key: data.get(key) for key in ("mtime", "runtime", "method", "succeeded")},
+            }
+            write_atomically(notebook, path)
     if app.config.lorabook_edition == "student":
         # The pages lost their solutions at parse time; the notebooks readers download did not.
         for folder in (Path(app.outdir) / "_sources", executed_folder):
@@ -327,6 +346,8 @@ def setup(app: Any) -> dict[str, Any]:
     app.add_config_value("lorabook_repository_url", "", "env")
     app.add_config_value("lorabook_edition", "instructor", "env")
     app.add_config_value("lorabook_executed_notebooks", "", "env")
+    # A change to lorabook or a pinned package re-reads (re-executes) every chapter.
+    app.add_config_value("lorabook_fingerprint", "", "env")
     app.connect("config-inited", _configure)
     app.connect("builder-inited", _drop_thebe_scripts)
     app.connect("source-read", _read_source)
