@@ -299,7 +299,9 @@ async def _check_page(context, site, base, page_name, label, options, shots, rep
     target = browser.redirect_target(site / page_name)
     if target is not None:
         return label, None, await _check_redirect(context, site, base, page_name, label, target)
-    collected, errors = await _visit(context, base + page_name)
+    folder = options["folder"] if shots else None
+    collected, errors, saved = await _visit(context, base + page_name, page_name, folder)
+    report.screenshots += saved
     problems = [Problem(label, element, message) for element, message in errors]
     problems += [Problem(label, element, message) for element, message in collected["problems"]]
     problems += _check_sidebar(label, collected["sidebar"])
@@ -307,8 +309,6 @@ async def _check_page(context, site, base, page_name, label, options, shots, rep
     problems += _check_edition(label, collected, options["edition"])
     if page_name == EXECUTION_TABLE_PAGE:
         problems += _check_execution_times(label, collected["timings"], report.pages)
-    if shots:
-        report.screenshots += await _screenshots(context, base + page_name, page_name, options["folder"])
     return label, collected, problems
 
 
@@ -328,8 +328,9 @@ async def _check_redirect(context, site, base, page_name, label, target):  # noq
     return []
 
 
-async def _visit(context, url: str) -> tuple[dict, list[tuple[str, str]]]:  # noqa: ANN001
-    """Load ``url``, wait until it is rendered, collect its facts and its browser errors."""
+async def _visit(context, url: str, page_name: str, folder: Path | None):  # noqa: ANN001, ANN201
+    """Load ``url``, wait until it is rendered, collect its facts and its browser errors, and,
+    with a ``folder``, save its screenshots there; return (facts, errors, screenshot paths)."""
     errors: list[tuple[str, str]] = []
     page = await context.new_page()
     page.on("console", lambda message: message.type == "error" and errors.append(
@@ -339,43 +340,40 @@ async def _visit(context, url: str) -> tuple[dict, list[tuple[str, str]]]:  # no
         ("request", f"failed to load {request.url}: {request.failure}")))
     page.on("response", lambda response: response.status >= 400 and errors.append(
         ("request", f"HTTP {response.status} for {response.url}")))
+    saved: list[str] = []
     try:
         await page.goto(url, wait_until="load")
         if not await page.evaluate(browser.WAIT_FOR_PAGE):
             errors.append(("page", "not rendered within 30 s (MathJax, images or fonts)"))
         collected = await page.evaluate(COLLECT)
+        if folder is not None:
+            saved = await _screenshots(page, page_name, folder)
     finally:
         await page.close()
-    return collected, errors
+    return collected, errors, saved
 
 
 SCREENSHOT_HEIGHT = 30000
 """Tallest piece of a full-page screenshot (JPEG allows at most 65535 pixels)."""
 
 
-async def _screenshots(context, url: str, page_name: str, folder: Path) -> list[str]:  # noqa: ANN001
+async def _screenshots(page, page_name: str, folder: Path) -> list[str]:  # noqa: ANN001
     """The first screen as PNG and the whole page as JPEG, in pieces for very long pages."""
     stem = page_name.removesuffix(".html").replace("/", "__")
-    page = await context.new_page()
-    saved = []
-    try:
-        await page.goto(url, wait_until="load")
-        await page.evaluate(browser.WAIT_FOR_PAGE)
-        first = folder / f"{stem}.png"
-        await page.screenshot(path=str(first))
-        saved.append(str(first))
-        height = await page.evaluate("document.documentElement.scrollHeight")
-        width = page.viewport_size["width"]
-        pieces = -(-height // SCREENSHOT_HEIGHT)
-        for index in range(pieces):
-            top = index * SCREENSHOT_HEIGHT
-            suffix = "" if pieces == 1 else f"-{index + 1}"
-            whole = folder / f"{stem}-full{suffix}.jpg"
-            clip = dict(x=0, y=top, width=width, height=min(SCREENSHOT_HEIGHT, height - top))
-            await page.screenshot(path=str(whole), full_page=True, clip=clip, type="jpeg", quality=60)
-            saved.append(str(whole))
-    finally:
-        await page.close()
+    await page.evaluate("window.scrollTo(0, 0)")
+    first = folder / f"{stem}.png"
+    await page.screenshot(path=str(first))
+    saved = [str(first)]
+    height = await page.evaluate("document.documentElement.scrollHeight")
+    width = page.viewport_size["width"]
+    pieces = -(-height // SCREENSHOT_HEIGHT)
+    for index in range(pieces):
+        top = index * SCREENSHOT_HEIGHT
+        suffix = "" if pieces == 1 else f"-{index + 1}"
+        whole = folder / f"{stem}-full{suffix}.jpg"
+        clip = dict(x=0, y=top, width=width, height=min(SCREENSHOT_HEIGHT, height - top))
+        await page.screenshot(path=str(whole), full_page=True, clip=clip, type="jpeg", quality=60)
+        saved.append(str(whole))
     return saved
 
 
