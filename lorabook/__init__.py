@@ -13,6 +13,7 @@ The package behind the lorabook Jupyter Book. Modules are named after concepts:
 * :mod:`lorabook.linear_finetuning`: full fine-tuning versus LoRA in linear regression;
 * :mod:`lorabook.plotting`: the book's single figure style;
 * :mod:`lorabook.printing`: printed results that fit the page column;
+* :mod:`lorabook.validation`: the input checks at the public boundary of every function;
 * :mod:`lorabook.reexecute`: re-execute the book's chapters in place;
 * :mod:`lorabook.publishing`: the book's build extension, site check, editions and handouts.
 """

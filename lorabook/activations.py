@@ -48,13 +48,16 @@ ACTIVATION_NAMES: tuple[str, ...] = ("linear", "erf", "relu", "sigmoid", *HERMIT
 ArrayFunction = Callable[[np.ndarray], np.ndarray]
 
 
-def check_activation(name: object) -> str:
+def check_activation(name: object, *, parameter: str = "name") -> str:
     """Validate an activation name and return it.
 
     Parameters
     ----------
     name
         Candidate activation name.
+    parameter
+        The name of the caller's parameter that holds ``name`` (e.g. ``"activation"``), for the
+        error messages.
 
     Returns
     -------
@@ -66,16 +69,17 @@ def check_activation(name: object) -> str:
     TypeError
         If ``name`` is not a string.
     ValueError
-        If ``name`` is not one of :data:`ACTIVATION_NAMES`; the message lists the valid names.
+        If ``name`` is not one of :data:`ACTIVATION_NAMES`; the message names ``parameter`` and
+        lists the valid names.
     """
     if not isinstance(name, str):
         raise TypeError(
-            f"activation name must be a string, got {type(name).__name__}; "
+            f"{parameter} must be a string naming an activation, got {type(name).__name__}; "
             f"valid names: {', '.join(ACTIVATION_NAMES)}"
         )
     if name not in ACTIVATION_NAMES:
         raise ValueError(
-            f"unknown activation {name!r}; valid names: {', '.join(ACTIVATION_NAMES)}"
+            f"{parameter}={name!r} is not an activation; valid names: {', '.join(ACTIVATION_NAMES)}"
         )
     return name
 
@@ -94,14 +98,23 @@ def hermite_combination(name: str) -> dict[int, Fraction] | None:
     """Parse a Hermite-combination target name into ``{degree: coefficient}``.
 
     ``"He2+0.5*He4"`` gives ``{2: Fraction(1), 4: Fraction(1, 2)}``; repeated degrees add up
-    (``"He3+He3"`` is :math:`2\\mathrm{He}_3`). Returns ``None`` if ``name`` is not of that form
-    or is a single plain ``"He<k>"`` (an ordinary activation name).
+    (``"He3+He3"`` is :math:`2\\mathrm{He}_3`). Returns ``None`` for the other valid names
+    (activations such as ``"erf"`` or a single plain ``"He<k>"``, squared targets).
 
     Raises
     ------
+    TypeError
+        If ``name`` is not a string.
     ValueError
-        If a degree lies outside ``1..MAX_HERMITE_DEGREE`` or every coefficient cancels.
+        If ``name`` is not a valid activation or target name (see :func:`check_target`), e.g. a
+        degree lies outside ``1..MAX_HERMITE_DEGREE`` or every coefficient cancels.
     """
+    check_target(name)
+    return _hermite_combination(name)
+
+
+def _hermite_combination(name: str) -> dict[int, Fraction] | None:
+    """:func:`hermite_combination` without the validation: ``None`` for any other string."""
     if not isinstance(name, str) or name in ACTIVATION_NAMES:
         return None
     position, terms = 0, {}
@@ -124,32 +137,56 @@ def hermite_combination(name: str) -> dict[int, Fraction] | None:
 
 
 def squared_base(name: str) -> str | None:
-    """Return ``"erf"`` for the squared-teacher name ``"erf^2"``, ``None`` for any other name."""
+    """Return ``"erf"`` for the squared-teacher name ``"erf^2"``, ``None`` for the other valid names.
+
+    Raises
+    ------
+    TypeError, ValueError
+        If ``name`` is not a valid activation or target name (see :func:`check_target`).
+    """
+    check_target(name)
+    return _squared_base(name)
+
+
+def _squared_base(name: str) -> str | None:
+    """:func:`squared_base` without the validation: ``None`` for any other string."""
     if isinstance(name, str) and name.endswith(SQUARE_SUFFIX) and name[: -len(SQUARE_SUFFIX)] in ACTIVATION_NAMES:
         return name[: -len(SQUARE_SUFFIX)]
     return None
 
 
-def check_target(name: object) -> str:
+def check_target(name: object, *, parameter: str = "name") -> str:
     """Validate a teacher (target) name: an activation name or a composite name; return it.
 
     Composite names are a squared activation ``"<name>^2"`` or a Hermite combination such as
     ``"He3+He5"`` (see the module docstring).
+
+    Parameters
+    ----------
+    name
+        Candidate name.
+    parameter
+        The name of the caller's parameter that holds ``name`` (e.g. ``"teacher"``), for the
+        error messages.
 
     Raises
     ------
     TypeError
         If ``name`` is not a string.
     ValueError
-        If ``name`` is neither; the message describes the valid forms and lists the activations.
+        If ``name`` is neither; the message names ``parameter``, describes the valid forms and
+        lists the activations.
     """
     if not isinstance(name, str):
-        raise TypeError(f"activation or target name must be a string, got {type(name).__name__}; valid names: "
-                        f"{', '.join(ACTIVATION_NAMES)}, or composite targets {_TARGET_HELP}")
-    if name in ACTIVATION_NAMES or squared_base(name) is not None or hermite_combination(name) is not None:
-        return name
-    raise ValueError(f"unknown activation or target {name!r}; valid names: {', '.join(ACTIVATION_NAMES)}, "
-                     f"or composite targets {_TARGET_HELP}")
+        raise TypeError(f"{parameter} must be a string naming an activation or target, got {type(name).__name__}; "
+                        f"valid names: {', '.join(ACTIVATION_NAMES)}, or composite targets {_TARGET_HELP}")
+    try:
+        if name in ACTIVATION_NAMES or _squared_base(name) is not None or _hermite_combination(name) is not None:
+            return name
+    except ValueError as error:  # a Hermite combination with a bad degree or cancelling terms
+        raise ValueError(f"{parameter}={name!r}: {error}") from None
+    raise ValueError(f"{parameter}={name!r} is not an activation or target; valid names: "
+                     f"{', '.join(ACTIVATION_NAMES)}, or composite targets {_TARGET_HELP}")
 
 
 def is_composite(name: str) -> bool:
@@ -198,11 +235,11 @@ def activation(name: str) -> ArrayFunction:
         ``s(z)`` evaluated elementwise on an array ``z``.
     """
     check_target(name)
-    base = squared_base(name)
+    base = _squared_base(name)
     if base is not None:
         function = activation(base)
         return lambda z: function(z) ** 2
-    terms = hermite_combination(name)
+    terms = _hermite_combination(name)
     if terms is not None:
         coefficients = _hermite_combination_coefficients(terms)
         return lambda z: hermite_e.hermeval(z, coefficients)
@@ -226,11 +263,11 @@ def activation_derivative(name: str) -> ArrayFunction:
     For Hermite polynomials :math:`\\mathrm{He}_k' = k\\,\\mathrm{He}_{k-1}`.
     """
     check_target(name)
-    base = squared_base(name)
+    base = _squared_base(name)
     if base is not None:
         function, derivative = activation(base), activation_derivative(base)
         return lambda z: 2.0 * function(z) * derivative(z)
-    terms = hermite_combination(name)
+    terms = _hermite_combination(name)
     if terms is not None:
         coefficients = _hermite_combination_coefficients(terms, shift=1)
         return lambda z: hermite_e.hermeval(z, coefficients)
@@ -261,14 +298,14 @@ def activation_second_derivative(name: str) -> ArrayFunction:
     :math:`\\mathrm{He}_k'' = k(k-1)\\mathrm{He}_{k-2}`.
     """
     check_target(name)
-    base = squared_base(name)
+    base = _squared_base(name)
     if base == "relu":
         # (relu^2)'' = 2 Theta: the delta of relu'' multiplies relu(0) = 0.
         return lambda z: 2.0 * (np.asarray(z) > 0).astype(float)
     if base is not None:
         function, first, second = activation(base), activation_derivative(base), activation_second_derivative(base)
         return lambda z: 2.0 * (first(z) ** 2 + function(z) * second(z))
-    terms = hermite_combination(name)
+    terms = _hermite_combination(name)
     if terms is not None:
         coefficients = _hermite_combination_coefficients(terms, shift=2)
         return lambda z: hermite_e.hermeval(z, coefficients)
@@ -312,13 +349,13 @@ def activation_sympy(name: str, z: sp.Symbol | None = None) -> sp.Expr:
     check_target(name)
     if z is None:
         z = sp.Symbol("z", real=True)
-    base = squared_base(name)
+    base = _squared_base(name)
     if base is not None:
         expr = activation_sympy(base, z) ** 2
         if base == "relu":
             return sp.Piecewise((z**2, z > 0), (0, True))
         return sp.expand(expr) if is_polynomial(base) else expr
-    terms = hermite_combination(name)
+    terms = _hermite_combination(name)
     if terms is not None:
         return sp.expand(sum(sp.Rational(value.numerator, value.denominator) * sp.hermite_prob(degree, z)
                              for degree, value in terms.items()))
@@ -336,7 +373,7 @@ def activation_sympy(name: str, z: sp.Symbol | None = None) -> sp.Expr:
 def is_polynomial(name: str) -> bool:
     """Whether the activation or target is a polynomial (linear, Hermite, their squares and sums)."""
     check_target(name)
-    base = squared_base(name)
+    base = _squared_base(name)
     if base is not None:
         return is_polynomial(base)
-    return name == "linear" or name in HERMITE_NAMES or hermite_combination(name) is not None
+    return name == "linear" or name in HERMITE_NAMES or _hermite_combination(name) is not None

@@ -20,10 +20,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lorabook._seeds import as_generator
 from lorabook.activations import check_target
+from lorabook.lora import _check_noise_strength, check_pretraining_strength
 from lorabook.lora_dynamics import integrate_lora_ode
-from lorabook.sgd import SGDResult, simulate_sgd
+from lorabook.sgd import SIMULATORS, SGDResult, simulate_sgd
+from lorabook.validation import check_memory, choice, generator, integer, real, real_array
 
 
 @dataclass(frozen=True)
@@ -56,17 +57,21 @@ def _check_stages(stages: Sequence[tuple], what: str, allow_rate: bool = False) 
     if isinstance(stages, (str, bytes)) or not isinstance(stages, Sequence) or len(stages) == 0:
         raise TypeError(f"stages must be a non-empty sequence of {shape} tuples, got {stages!r}")
     checked = []
-    for stage in stages:
+    for index, stage in enumerate(stages):
         sizes = (2, 3) if allow_rate else (2,)
         if not isinstance(stage, (tuple, list)) or len(stage) not in sizes:
-            raise TypeError(f"each stage must be a {shape} tuple, got {stage!r}")
+            raise TypeError(f"stages[{index}]: each stage must be a {shape} tuple, got {stage!r}")
         teacher, length, *rate = stage
-        check_target(teacher)
-        if not np.isfinite(length) or length <= 0:
-            raise ValueError(f"each stage's {what} must be positive, got {length!r}")
-        if rate and (not np.isfinite(rate[0]) or rate[0] <= 0):
-            raise ValueError(f"each stage's learning_rate must be positive, got {rate[0]!r}")
-        checked.append((teacher, length, *rate))
+        check_target(teacher, parameter=f"stages[{index}][0] (the teacher)")
+        label = f"stages[{index}][1] (the {what})"
+        length = integer(length, label, minimum=None) if what == "n_steps" else real(length, label)
+        if length <= 0:
+            raise ValueError(f"{label}: each stage's {what} must be positive, got {length!r}")
+        if rate:
+            label = f"stages[{index}][2] (the learning_rate)"
+            if real(rate[0], label) <= 0:
+                raise ValueError(f"{label}: each stage's learning_rate must be positive, got {rate[0]!r}")
+        checked.append((teacher, stage[1], *rate))
     return checked
 
 
@@ -101,11 +106,14 @@ def simulate_curriculum(
         ``learning_rate``, ``batch_size``, ``n_seeds``, ``pretraining_strength``, ``n_records``,
         ``spacing``), shared by every stage.
     """
+    choice(simulator, "simulator", SIMULATORS)
+    check_target(activation, parameter="activation")
     checked = _check_stages(stages, "n_steps", allow_rate=True)
     for forbidden in ("teacher", "n_steps", "train_scale"):
         if forbidden in settings:
             raise TypeError(f"{forbidden!r} is set per stage (or always True) in simulate_curriculum")
-    rng = as_generator(seed)
+    real_array(initial_scale, "initial_scale")
+    rng = generator(seed, "seed")
     results = []
     scale, overlap = initial_scale, initial_overlap
     for index, (teacher, n_steps, *rate) in enumerate(checked):
@@ -150,7 +158,14 @@ def integrate_curriculum_ode(
         ``times`` of shape ``(n,)`` from 0, and ``states`` of shape ``(n, 2)`` with columns
         :math:`(u, m)`.
     """
+    check_target(activation, parameter="activation")
+    check_pretraining_strength(pretraining_strength, parameter="pretraining_strength")
     checked = _check_stages(stages, "duration")
+    real(initial_scale, "initial_scale")
+    real(initial_overlap, "initial_overlap", minimum=-1.0, maximum=1.0)
+    _check_noise_strength(noise_strength)
+    n_times = integer(n_times, "n_times", minimum=2)
+    check_memory(3 * n_times * len(checked), "n_times", "the trajectory of every stage")
     state = np.array([float(initial_scale), float(initial_overlap)])
     times, states, offset = [np.zeros(1)], [state[None, :]], 0.0
     for teacher, duration in checked:

@@ -64,8 +64,8 @@ import numpy as np
 import sympy as sp
 from scipy.integrate import solve_ivp
 
-from lorabook.linear_finetuning import _check_regression, _matrix, _positive_int
-from lorabook._validation import real_array
+from lorabook.linear_finetuning import _check_regression, _matrix
+from lorabook.validation import check_memory, integer, real_array
 
 __all__ = [
     "INITIAL_SCALE",
@@ -120,14 +120,15 @@ def _real_scalar(value: object, name: str) -> float:
     return float(values)
 
 
-def _unit_vector(value: object, name: str, length: int | None = None) -> np.ndarray:
+def _unit_vector(value: object, name: str, length: int | None = None, matching: str = "") -> np.ndarray:
     if not isinstance(value, np.ndarray):
         raise TypeError(f"{name} must be a numpy array, got {type(value).__name__}")
     vector = real_array(value, name)
     if vector.ndim != 1:
         raise ValueError(f"{name} must be a vector (1 axis), got shape {vector.shape}")
     if length is not None and vector.size != length:
-        raise ValueError(f"{name} must have length {length}, got {vector.size}")
+        raise ValueError(f"{name} must have length {length}{' to match ' + matching if matching else ''}, "
+                         f"got {vector.size}")
     if not np.isclose(np.linalg.norm(vector), 1.0, rtol=0, atol=1e-10):
         raise ValueError(f"{name} must be a unit vector (norm 1 to within 1e-10), got norm {np.linalg.norm(vector)!r}")
     return vector
@@ -276,8 +277,8 @@ def reduced_overlaps(B: np.ndarray, A: np.ndarray, left_vector: np.ndarray, righ
     A = _matrix(A, "A")
     if B.shape[-1] != 1 or A.shape[-2] != 1:
         raise ValueError(f"reduced_overlaps needs rank-one factors, B (..., dy, 1) and A (..., 1, dx); got {B.shape}, {A.shape}")
-    u = _unit_vector(left_vector, "left_vector", B.shape[-2])
-    v = _unit_vector(right_vector, "right_vector", A.shape[-1])
+    u = _unit_vector(left_vector, "left_vector", B.shape[-2], f"the dy = {B.shape[-2]} rows of B")
+    v = _unit_vector(right_vector, "right_vector", A.shape[-1], f"the dx = {A.shape[-1]} columns of A")
     beta = B[..., :, 0] @ u
     row = A[..., 0, :]
     alpha = row @ v
@@ -615,9 +616,7 @@ def lora_factor_trajectory(X: np.ndarray, Y: np.ndarray, A0: np.ndarray, initial
     FloatingPointError
         If the iterates diverge (lower the learning rate).
     """
-    X, Y, A0 = _check_regression(X, Y, A0)
-    if X.ndim != 2 or A0.ndim != 2:
-        raise ValueError("lora_factor_trajectory takes a single problem (2-d X, Y, A0)")
+    X, Y, A0 = _check_regression(X, Y, A0, single="lora_factor_trajectory")
     n, dx = X.shape
     dy = Y.shape[1]
     A = _matrix(initial_A, "initial_A")
@@ -625,9 +624,11 @@ def lora_factor_trajectory(X: np.ndarray, Y: np.ndarray, A0: np.ndarray, initial
         raise ValueError(f"initial_A must have shape (r, dx) = (r, {dx}) with r in 1..min(dx, dy) = 1..{min(dx, dy)}, "
                          f"got {A.shape}")
     r = A.shape[0]
-    steps = _positive_int(steps, "steps", minimum=0)
-    record_every = _positive_int(record_every, "record_every", minimum=1)
+    steps = integer(steps, "steps", minimum=0)
+    record_every = integer(record_every, "record_every", minimum=1)
     eta = _positive_scalar(learning_rate, "learning_rate")
+    check_memory((steps // record_every + 2) * (r * (dx + dy) + 1) + steps // record_every, "steps",
+                 "the recorded factors")
 
     R = Y - X @ A0.T
     S = X.T @ X / n

@@ -37,11 +37,17 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import integrate
 
-from lorabook._seeds import as_generator
 from lorabook.activations import activation as activation_function
 from lorabook.activations import activation_derivative
-from lorabook.lora import _check_noise_strength, _gradient_factor_at, _teacher_name, check_pretraining_strength, linearization, risk_derivatives
-from lorabook.sgd import _check_settings, record_steps
+from lorabook.lora import (
+    _gradient_factor_at,
+    _teacher_name,
+    check_pretraining_strength,
+    linearization,
+    risk_derivatives,
+)
+from lorabook.sgd import _check_settings, _check_sizes, record_steps
+from lorabook.validation import generator, real, real_array
 
 
 def strength_velocity(activation: str, strength: float | np.ndarray, teacher: str | None = None) -> np.ndarray:
@@ -64,6 +70,8 @@ def strength_velocity(activation: str, strength: float | np.ndarray, teacher: st
     ValueError
         For unknown names or a strength outside :math:`(0, 1]`.
     """
+    _teacher_name(activation, teacher)
+    check_pretraining_strength(strength, parameter="strength")
     coefficient_a, _ = linearization(activation, strength, teacher)
     return np.asarray(coefficient_a, dtype=float)
 
@@ -117,9 +125,10 @@ def integrate_strength_flow(
         For unknown names, :math:`\\mu` outside :math:`(0, 1]`, bad times, or a path leaving
         :math:`(0, 1]`.
     """
-    mu = _scalar_strength(pretraining_strength)
-    grid = _check_times(times)
     name = _teacher_name(activation, teacher)
+    mu = _scalar_strength(pretraining_strength, "pretraining_strength")
+    grid = _check_times(times)
+    _check_tolerances(rtol, atol)
 
     def rhs(_, state):
         # The exact flow stays in (0, 1]; a trial stage of the solver may step an ulp beyond 1.
@@ -149,10 +158,10 @@ def strength_flow_time(activation: str, start: float, end: float, teacher: str |
         For strengths outside :math:`(0, 1]`, equal strengths, or an :math:`A` that vanishes or has the
         wrong sign on the interval.
     """
-    c0, c1 = _scalar_strength(start), _scalar_strength(end)
+    name = _teacher_name(activation, teacher)
+    c0, c1 = _scalar_strength(start, "start"), _scalar_strength(end, "end")
     if c0 == c1:
         raise ValueError("start and end strengths must differ")
-    name = _teacher_name(activation, teacher)
     probe = strength_velocity(activation, np.linspace(min(c0, c1), max(c0, c1), 401), name)
     if not np.all(probe * np.sign(c1 - c0) > 0):
         raise ValueError(f"A(c) vanishes or points away from {c1} between {c0} and {c1}: the flow does not get there")
@@ -197,14 +206,16 @@ def full_finetuning_ode_rhs(activation: str, overlap: float, norm_squared: float
 
     Raises
     ------
-    ValueError
-        For unknown names, :math:`\\rho` outside :math:`(0, 1]`, :math:`q < \\rho^2` or a negative noise strength.
+    TypeError, ValueError
+        For unknown names, :math:`\\rho` outside :math:`(0, 1]`, a non-finite :math:`q`,
+        :math:`q < \\rho^2` or a negative noise strength.
     """
-    rho, q = float(overlap), float(norm_squared)
+    name = _teacher_name(activation, teacher)
+    rho = real(overlap, "overlap", minimum=0.0, strict_minimum=True, maximum=1.0)
+    q = real(norm_squared, "norm_squared", minimum=0.0)
     if not q >= rho**2 - 1e-12:
         raise ValueError(f"norm_squared must be at least overlap^2 (q >= rho^2), got q = {q!r}, rho = {rho!r}")
-    delta = float(_check_noise_strength(noise_strength))
-    name = _teacher_name(activation, teacher)
+    delta = real(noise_strength, "noise_strength", minimum=0.0)
     off_line = np.sqrt(max(q - rho**2, 0.0))
     f_q, f_rho = risk_derivatives(activation, rho, off_line, 0.0, name)
     d_rho = -(2.0 * f_q * rho + f_rho)
@@ -234,10 +245,11 @@ def integrate_full_finetuning_ode(
     ValueError
         As :func:`integrate_strength_flow`, and for a negative noise strength.
     """
-    mu = _scalar_strength(pretraining_strength)
-    grid = _check_times(times)
     name = _teacher_name(activation, teacher)
-    _check_noise_strength(noise_strength)
+    mu = _scalar_strength(pretraining_strength, "pretraining_strength")
+    grid = _check_times(times)
+    real(noise_strength, "noise_strength", minimum=0.0)
+    _check_tolerances(rtol, atol)
 
     def rhs(_, state):
         rho = min(max(state[0], 1e-300), 1.0)
@@ -324,7 +336,8 @@ def simulate_full_finetuning(
     """
     teacher = _check_settings(activation, teacher, dimension, learning_rate, batch_size, n_steps, n_seeds,
                               pretraining_strength, 0.0)
-    rng = as_generator(seed)
+    _check_sizes(int(n_seeds), int(batch_size), int(n_steps), n_records, spacing, 2)
+    rng = generator(seed, "seed")
     steps = record_steps(n_steps, n_records, spacing)
     s, s_prime, s_star = activation_function(activation), activation_derivative(activation), activation_function(teacher)
     overlap = np.empty((n_seeds, steps.size))
@@ -352,15 +365,20 @@ def simulate_full_finetuning(
     )
 
 
-def _scalar_strength(value: object) -> float:
-    values = check_pretraining_strength(value)
+def _scalar_strength(value: object, parameter: str) -> float:
+    values = check_pretraining_strength(value, parameter=parameter)
     if values.ndim != 0:
-        raise ValueError(f"the strength must be a scalar in (0, 1], got an array of shape {values.shape}")
+        raise ValueError(f"{parameter} must be a scalar in (0, 1], got an array of shape {values.shape}")
     return float(values)
 
 
 def _check_times(times: object) -> np.ndarray:
-    grid = np.asarray(times, dtype=float)
-    if grid.ndim != 1 or grid.size < 2 or grid[0] != 0 or np.any(np.diff(grid) <= 0) or not np.all(np.isfinite(grid)):
+    grid = real_array(times, "times", ndim=1)
+    if grid.size < 2 or grid[0] != 0 or np.any(np.diff(grid) <= 0):
         raise ValueError("times must be an increasing 1-d array of at least two finite times starting at 0")
     return grid
+
+
+def _check_tolerances(rtol: object, atol: object) -> None:
+    real(rtol, "rtol", minimum=0.0, strict_minimum=True)
+    real(atol, "atol", minimum=0.0, strict_minimum=True)

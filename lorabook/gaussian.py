@@ -26,7 +26,7 @@ import numpy as np
 import sympy as sp
 from numpy.polynomial import hermite_e
 
-from lorabook._seeds import as_generator
+from lorabook.validation import check_memory, function, generator, integer, real, real_array
 
 
 def hermite(k: int, z: np.ndarray | float) -> np.ndarray:
@@ -42,20 +42,37 @@ def hermite(k: int, z: np.ndarray | float) -> np.ndarray:
     z
         Points at which to evaluate.
     """
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-        raise TypeError(f"Hermite degree must be an integer, got {type(k).__name__}")
-    if k < 0:
-        raise ValueError(f"Hermite degree must be non-negative, got {k}")
-    coefficients = np.zeros(int(k) + 1)
+    k = integer(k, "k", minimum=0)
+    real_array(z, "z", nonempty=False)
+    coefficients = np.zeros(k + 1)
     coefficients[-1] = 1.0
     return hermite_e.hermeval(z, coefficients)
 
 
 def hermite_sympy(k: int, z: sp.Symbol) -> sp.Expr:
     """Return :math:`\\mathrm{He}_k(z)` as an expanded sympy polynomial in ``z``."""
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer, sp.Integer)) or k < 0:
-        raise ValueError(f"Hermite degree must be a non-negative integer, got {k!r}")
-    return sp.expand(sp.hermite_prob(int(k), z))
+    k = integer(k, "k", minimum=0)
+    return sp.expand(sp.hermite_prob(k, z))
+
+
+def _symbol(value: object, name: str) -> sp.Symbol:
+    """``value`` if it is a sympy Symbol (a Gaussian variable); TypeError naming ``name`` otherwise."""
+    if not isinstance(value, sp.Symbol):
+        raise TypeError(f"{name} must be a sympy Symbol (a Gaussian variable), got {type(value).__name__} {value!r}")
+    return value
+
+
+def _symbols(values: object, name: str) -> tuple[sp.Symbol, ...]:
+    """``values`` as a non-empty tuple of sympy Symbols; TypeError or ValueError naming ``name``."""
+    if isinstance(values, (str, sp.Basic)) or not hasattr(values, "__iter__"):
+        raise TypeError(f"{name} must be a sequence of sympy Symbols (the Gaussian variables), got "
+                        f"{type(values).__name__} {values!r}")
+    symbols = tuple(values)
+    if not symbols:
+        raise ValueError(f"{name} must hold at least one Gaussian variable")
+    for value in symbols:
+        _symbol(value, name)
+    return symbols
 
 
 def _covariance_matrix(covariance: object, n: int) -> sp.Matrix:
@@ -117,9 +134,7 @@ def gaussian_expectation_sympy(
     ValueError
         If ``expr`` is not a polynomial in ``variables`` or the covariance has the wrong shape.
     """
-    variables = tuple(variables)
-    if not variables:
-        raise ValueError("at least one Gaussian variable is required")
+    variables = _symbols(variables, "variables")
     matrix = _covariance_matrix(covariance, len(variables))
     polynomial = _as_polynomial(expr, variables, variables)
     entries = tuple(tuple(matrix[i, j] for j in range(len(variables))) for i in range(len(variables)))
@@ -180,6 +195,7 @@ def half_line_expectation_sympy(expr: sp.Expr, variable: sp.Symbol, variance: ob
     ValueError
         If ``expr`` is not a polynomial in ``variable``.
     """
+    _symbol(variable, "variable")
     polynomial = _as_polynomial(expr, (variable,), variable)
     variance = sp.sympify(variance)
     total = sp.Integer(0)
@@ -220,6 +236,7 @@ def gaussian_weighted_expectation_sympy(
     variance
         The variance ``v`` of ``z``.
     """
+    _symbol(variable, "variable")
     decay = sp.sympify(decay)
     variance = sp.sympify(variance)
     factor = 1 + 2 * decay * variance
@@ -237,6 +254,7 @@ def hermite_expansion_sympy(expr: sp.Expr, variable: sp.Symbol) -> list[sp.Expr]
     ValueError
         If ``expr`` is not a polynomial in ``variable``.
     """
+    _symbol(variable, "variable")
     polynomial = _as_polynomial(expr, (variable,), variable)
     degree = polynomial.degree()
     if degree < 0:  # the zero polynomial
@@ -275,27 +293,32 @@ def _gauss_hermite_rule(n_nodes: int) -> tuple[np.ndarray, np.ndarray]:
     return nodes, weights
 
 
-def _check_nodes(n_nodes: object) -> int:
-    if isinstance(n_nodes, bool) or not isinstance(n_nodes, (int, np.integer)):
-        raise TypeError(f"n_nodes must be a positive integer, got {type(n_nodes).__name__}")
-    if n_nodes < 1:
-        raise ValueError(f"n_nodes must be a positive integer, got {n_nodes}")
-    return int(n_nodes)
+def _check_nodes(n_nodes: object, factor: int = 1) -> int:
+    """``n_nodes`` as an int >= 1, refused if ``factor * n_nodes`` nodes' rule would not fit in memory."""
+    n_nodes = integer(n_nodes, "n_nodes")
+    # numpy's hermegauss finds the nodes as the eigenvalues of an n x n companion matrix.
+    check_memory((factor * n_nodes) ** 2, "n_nodes", "the companion matrix of the Gauss-Hermite rule")
+    return n_nodes
 
 
 def _check_variance(variance: object) -> np.ndarray:
-    values = np.asarray(variance, dtype=float)
-    if not np.all(np.isfinite(values)) or np.any(values < 0):
-        raise ValueError(f"variance must be finite and non-negative, got {variance!r}")
-    return values
+    return real_array(variance, "variance", nonempty=False, minimum=0)
 
 
-def check_covariance_2d(c11: object, c12: object, c22: object) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def check_covariance_2d(c11: object, c12: object, c22: object, *,
+                        names: tuple[str, str, str] = ("c11", "c12", "c22")) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Validate (arrays of) 2x2 covariances ``[[c11, c12], [c12, c22]]`` and broadcast them.
 
     A covariance must be positive semi-definite: ``c11 >= 0``, ``c22 >= 0`` and
     ``c12**2 <= c11 * c22`` (up to a relative rounding slack of ``1e-12``, after which ``c12`` is
     clipped onto the boundary).
+
+    Parameters
+    ----------
+    c11, c12, c22
+        The entries: real numbers or broadcastable arrays of them.
+    names
+        The caller's names of the three parameters, for the error messages.
 
     Returns
     -------
@@ -304,22 +327,25 @@ def check_covariance_2d(c11: object, c12: object, c22: object) -> tuple[np.ndarr
 
     Raises
     ------
+    TypeError
+        If an entry is not made of real numbers.
     ValueError
-        If an entry is not finite, the shapes do not broadcast, or a covariance is not PSD.
+        If an entry is not finite, the shapes do not broadcast, or a covariance is not PSD (the
+        message names the offending entry).
     """
+    entries = [real_array(c, name, nonempty=False) for c, name in zip((c11, c12, c22), names)]
     try:
-        c11, c12, c22 = np.broadcast_arrays(*(np.asarray(c, dtype=float) for c in (c11, c12, c22)))
+        c11, c12, c22 = np.broadcast_arrays(*entries)
     except ValueError as error:
-        raise ValueError(f"covariance entries c11, c12, c22 must broadcast together: {error}") from error
-    if not (np.all(np.isfinite(c11)) and np.all(np.isfinite(c12)) and np.all(np.isfinite(c22))):
-        raise ValueError("covariance entries must be finite")
-    if np.any(c11 < 0) or np.any(c22 < 0):
-        raise ValueError("covariance is not positive semi-definite: variances c11, c22 must be >= 0")
+        raise ValueError(f"covariance entries {', '.join(names)} must broadcast together: {error}") from error
+    for entry, name in ((c11, names[0]), (c22, names[2])):
+        if np.any(entry < 0):
+            raise ValueError(f"{name} must be >= 0 (a variance): the covariance is not positive semi-definite")
     bound = np.sqrt(c11 * c22)
     if np.any(np.abs(c12) > bound * (1 + _PSD_TOLERANCE) + 1e-300):
         raise ValueError(
-            "covariance is not positive semi-definite: need c12**2 <= c11 * c22 "
-            "(|correlation| <= 1)"
+            f"{names[1]} must satisfy {names[1]}**2 <= {names[0]} * {names[2]}: the covariance is not positive "
+            "semi-definite (|correlation| <= 1)"
         )
     return c11.copy(), np.clip(c12, -bound, bound), c22.copy()
 
@@ -349,8 +375,10 @@ def gauss_hermite_expectation(
     numpy.ndarray
         The expectation(s), shaped like ``variance``.
     """
-    n_nodes = _check_nodes(n_nodes)
+    function(f, "f")
     variance = _check_variance(variance)
+    n_nodes = _check_nodes(n_nodes)
+    check_memory(max(variance.size, 1) * n_nodes, "n_nodes", "the quadrature points of every variance")
     nodes, weights = _gauss_hermite_rule(n_nodes)
     points = np.sqrt(variance)[..., None] * nodes
     return np.asarray(f(points), dtype=float) @ weights
@@ -373,8 +401,12 @@ def gauss_hermite_expectation_with_error(
     value, error_estimate : numpy.ndarray
         :math:`Q_{2n}` and :math:`|Q_{2n} - Q_n|`.
     """
+    function(f, "f")
+    values = _check_variance(variance)
+    n_nodes = _check_nodes(n_nodes, factor=2)
+    check_memory(max(values.size, 1) * 2 * n_nodes, "n_nodes", "the quadrature points of every variance")
     coarse = gauss_hermite_expectation(f, variance, n_nodes)
-    fine = gauss_hermite_expectation(f, variance, 2 * _check_nodes(n_nodes))
+    fine = gauss_hermite_expectation(f, variance, 2 * n_nodes)
     return fine, np.abs(fine - coarse)
 
 
@@ -411,8 +443,10 @@ def gaussian_expectation_2d(
     ValueError
         If the covariance is not positive semi-definite (see :func:`check_covariance_2d`).
     """
-    n_nodes = _check_nodes(n_nodes)
+    function(f, "f")
     c11, c12, c22 = check_covariance_2d(c11, c12, c22)
+    n_nodes = _check_nodes(n_nodes)
+    check_memory(max(c11.size, 1) * 3 * n_nodes**2, "n_nodes", "the quadrature grid of every covariance")
     nodes, weights = _gauss_hermite_rule(n_nodes)
     scale_a = np.sqrt(c11)
     positive = c11 > 0
@@ -442,8 +476,12 @@ def gaussian_expectation_2d_with_error(
         :math:`Q_{2n}` and :math:`|Q_{2n} - Q_n|` (see :func:`gauss_hermite_expectation_with_error`
         for when this estimate is trustworthy: smooth integrands).
     """
+    function(f, "f")
+    size = check_covariance_2d(c11, c12, c22)[0].size
+    n_nodes = _check_nodes(n_nodes, factor=2)
+    check_memory(max(size, 1) * 3 * (2 * n_nodes) ** 2, "n_nodes", "the quadrature grid of every covariance")
     coarse = gaussian_expectation_2d(f, c11, c12, c22, n_nodes)
-    fine = gaussian_expectation_2d(f, c11, c12, c22, 2 * _check_nodes(n_nodes))
+    fine = gaussian_expectation_2d(f, c11, c12, c22, 2 * n_nodes)
     return fine, np.abs(fine - coarse)
 
 
@@ -471,7 +509,9 @@ def gaussian_expectation_adaptive(
     """
     from scipy import integrate
 
-    variance = float(_check_variance(variance))
+    function(f, "f")
+    variance = real(variance, "variance", minimum=0)
+    real_array(breakpoints, "breakpoints", ndim=1, nonempty=False)
     scale = np.sqrt(variance)
     edges = [-np.inf, *sorted(float(point) for point in breakpoints), np.inf]
 
@@ -521,11 +561,12 @@ def monte_carlo_expectation_2d(
     mean, standard_error : numpy.ndarray
         Shaped like the broadcast covariance entries.
     """
-    if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < 2:
-        raise ValueError(f"n_samples must be an integer >= 2, got {n_samples!r}")
+    function(f, "f")
+    n_samples = integer(n_samples, "n_samples", minimum=2)
     c11, c12, c22 = check_covariance_2d(c11, c12, c22)
-    rng = as_generator(seed)
-    x, y = rng.standard_normal((2, int(n_samples)))
+    check_memory((2 + 3 * max(c11.size, 1)) * n_samples, "n_samples", "the samples of every covariance")
+    rng = generator(seed, "seed")
+    x, y = rng.standard_normal((2, n_samples))
     scale_a = np.sqrt(c11)
     loading = np.divide(c12, scale_a, out=np.zeros_like(c12), where=c11 > 0)
     residual = np.sqrt(np.maximum(c22 - loading**2, 0.0))

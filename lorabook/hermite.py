@@ -31,6 +31,7 @@ from lorabook.gaussian import (
     hermite_expansion_sympy,
     hermite_sympy,
 )
+from lorabook.validation import UnsupportedChoiceError, check_memory, choice, integer, real_array
 
 QUADRATURE_METHODS: tuple[str, ...] = ("gauss-hermite", "adaptive")
 """Valid ``method`` arguments of :func:`hermite_coefficients_quadrature`."""
@@ -40,12 +41,12 @@ _Z = sp.Symbol("z", real=True)
 _MAX_INFORMATION_EXPONENT_SEARCH = 20
 
 
+_EXACT_NAMES = "polynomials ('linear', 'He1'..'He10', their sums and squares), 'erf', 'relu', 'relu^2'"
+"""The names with closed-form Hermite coefficients, for messages."""
+
+
 def _check_order(k_max: object) -> int:
-    if isinstance(k_max, bool) or not isinstance(k_max, (int, np.integer)):
-        raise TypeError(f"k_max must be a non-negative integer, got {type(k_max).__name__}")
-    if k_max < 0:
-        raise ValueError(f"k_max must be a non-negative integer, got {k_max}")
-    return int(k_max)
+    return integer(k_max, "k_max", minimum=0)
 
 
 def has_exact_hermite_coefficients(name: str) -> bool:
@@ -55,6 +56,10 @@ def has_exact_hermite_coefficients(name: str) -> bool:
     False for the sigmoid and the other non-polynomial composite targets such as ``"erf^2"``.
     """
     check_target(name)
+    return _has_exact_coefficients(name)
+
+
+def _has_exact_coefficients(name: str) -> bool:
     return is_polynomial(name) or name in ("erf", "relu", "relu^2")
 
 
@@ -117,17 +122,18 @@ def hermite_coefficients_sympy(name: str, k_max: int) -> list[sp.Expr]:
 
     Raises
     ------
-    NotImplementedError
-        For ``"sigmoid"`` (no closed form; use :func:`hermite_coefficients`).
+    lorabook.validation.UnsupportedChoiceError
+        (a :class:`ValueError`, also a :class:`NotImplementedError`) for ``"sigmoid"`` and the
+        other names without a closed form (use :func:`hermite_coefficients`).
     ValueError, TypeError
         For an unknown activation name or a bad ``k_max``.
     """
     check_target(name)
     k_max = _check_order(k_max)
-    if not has_exact_hermite_coefficients(name):
-        raise NotImplementedError(
-            f"{name!r} has no closed-form Hermite coefficients; use hermite_coefficients "
-            "(quadrature) or hermite_coefficients_quadrature (with error estimates)"
+    if not _has_exact_coefficients(name):
+        raise UnsupportedChoiceError(
+            f"name={name!r} has no closed-form Hermite coefficients; supported names: {_EXACT_NAMES}; "
+            "use hermite_coefficients (quadrature) or hermite_coefficients_quadrature (with error estimates)"
         )
     if is_polynomial(name):
         expansion = hermite_expansion_sympy(activation_sympy(name, _Z), _Z)
@@ -167,8 +173,10 @@ def hermite_coefficients_quadrature(
     """
     check_target(name)
     k_max = _check_order(k_max)
-    if method not in QUADRATURE_METHODS:
-        raise ValueError(f"unknown method {method!r}; valid methods: {', '.join(QUADRATURE_METHODS)}")
+    choice(method, "method", QUADRATURE_METHODS)
+    n_nodes = integer(n_nodes, "n_nodes")
+    check_memory((k_max + 1) * 2 * n_nodes, "n_nodes", "the quadrature table of every degree")
+    check_memory((k_max + 1) * 2 * n_nodes, "k_max", "the quadrature table of every degree")
     function = activation(name)
     factorials = np.array([float(sp.factorial(k)) for k in range(k_max + 1)])
     if method == "gauss-hermite":
@@ -207,7 +215,7 @@ def hermite_coefficients(name: str, k_max: int) -> np.ndarray:
     """
     check_target(name)
     k_max = _check_order(k_max)
-    if has_exact_hermite_coefficients(name):
+    if _has_exact_coefficients(name):
         return np.array([float(c) for c in hermite_coefficients_sympy(name, k_max)])
     values, errors = hermite_coefficients_quadrature(name, k_max, "gauss-hermite", DEFAULT_NODES_1D)
     if np.any(errors > 1e-12):
@@ -233,7 +241,7 @@ def information_exponent(name: str) -> int:
         For an unknown activation name.
     """
     check_target(name)
-    if has_exact_hermite_coefficients(name):
+    if _has_exact_coefficients(name):
         coefficients = hermite_coefficients_sympy(name, _MAX_INFORMATION_EXPONENT_SEARCH)
         for k in range(1, len(coefficients)):
             if sp.simplify(coefficients[k]) != 0:
@@ -269,10 +277,10 @@ def hermite_kernel_series(name_f: str, name_g: str, correlation: object, k_max: 
     numpy.ndarray
         Shaped like ``correlation``.
     """
+    check_target(name_f, parameter="name_f")
+    check_target(name_g, parameter="name_g")
+    rho = real_array(correlation, "correlation", nonempty=False, minimum=-1, maximum=1)
     k_max = _check_order(k_max)
-    rho = np.asarray(correlation, dtype=float)
-    if not np.all(np.isfinite(rho)) or np.any(np.abs(rho) > 1):
-        raise ValueError(f"correlation must lie in [-1, 1], got {correlation!r}")
     weights = np.array([float(sp.factorial(k)) for k in range(k_max + 1)])
     terms = weights * hermite_coefficients(name_f, k_max) * hermite_coefficients(name_g, k_max)
     return np.polynomial.polynomial.polyval(rho, terms)

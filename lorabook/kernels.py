@@ -46,6 +46,7 @@ from lorabook.gaussian import (
     gaussian_weighted_expectation_sympy,
     half_line_expectation_sympy,
 )
+from lorabook.validation import UnsupportedChoiceError, check_memory, integer
 
 C11 = sp.Symbol("c_11", positive=True)
 """Variance of the first preactivation, :math:`c_{11} = \\operatorname{Var} a`."""
@@ -224,9 +225,18 @@ def has_closed_form(f: str, g: str) -> bool:
     ``"He2^2"``), erf and ReLU has one; pairs with the sigmoid or a non-polynomial composite
     target (``"erf^2"``, ``"relu^2"``) do not.
     """
-    check_target(f)
-    check_target(g)
+    check_target(f, parameter="f")
+    check_target(g, parameter="g")
+    return _has_closed_form(f, g)
+
+
+def _has_closed_form(f: str, g: str) -> bool:
     return _closed_form_family(f) is not None and _closed_form_family(g) is not None
+
+
+_CLOSED_FORM_NAMES = ("polynomials ('linear', 'He1'..'He10', their sums and squares), 'erf' and 'relu' "
+                      "(not 'sigmoid', 'erf^2', 'relu^2' or 'sigmoid^2')")
+"""The names whose pairs have closed-form kernels, for messages."""
 
 
 @lru_cache(maxsize=None)
@@ -282,16 +292,19 @@ def correlation_kernel_sympy(
 
     Raises
     ------
-    NotImplementedError
-        For any pair involving ``"sigmoid"`` or a non-polynomial composite target (no closed form;
+    lorabook.validation.UnsupportedChoiceError
+        (a :class:`ValueError`, also a :class:`NotImplementedError`) for any pair involving
+        ``"sigmoid"`` or a non-polynomial composite target (no closed form;
         :func:`correlation_kernel` uses quadrature).
     ValueError, TypeError
         For unknown activation names (the message lists the valid names).
     """
     if not has_closed_form(f, g):
-        raise NotImplementedError(
-            f"no closed-form Gaussian kernel for ({f!r}, {g!r}): pairs involving the sigmoid or a "
-            "non-polynomial composite target have none; use correlation_kernel (2-D Gauss-Hermite quadrature) or "
+        unsupported = "f" if _closed_form_family(f) is None else "g"
+        raise UnsupportedChoiceError(
+            f"{unsupported}={(f if unsupported == 'f' else g)!r}: no closed-form Gaussian kernel for ({f!r}, {g!r}): "
+            f"pairs involving the sigmoid or a non-polynomial composite target have none; supported names: "
+            f"{_CLOSED_FORM_NAMES}; use correlation_kernel (2-D Gauss-Hermite quadrature) or "
             "correlation_kernel_with_error"
         )
     expr = _kernel_in_standard_symbols(f, g)
@@ -323,9 +336,18 @@ def squared_error_risk_sympy(student: str, teacher: str, q: object, rho: object)
 
     Raises
     ------
-    NotImplementedError
-        For pairs involving ``"sigmoid"``.
+    lorabook.validation.UnsupportedChoiceError
+        (a :class:`ValueError`, also a :class:`NotImplementedError`) for pairs involving
+        ``"sigmoid"`` or a non-polynomial composite target.
+    ValueError, TypeError
+        For unknown names.
     """
+    check_target(student, parameter="student")
+    check_target(teacher, parameter="teacher")
+    for name, value in (("student", student), ("teacher", teacher)):
+        if _closed_form_family(value) is None:
+            raise UnsupportedChoiceError(f"{name}={value!r} has no closed-form kernels (so no exact risk); "
+                                         f"supported names: {_CLOSED_FORM_NAMES}")
     return sp.Rational(1, 2) * (
         correlation_kernel_sympy(student, student, q, q, q)
         - 2 * correlation_kernel_sympy(student, teacher, q, rho, 1)
@@ -369,8 +391,9 @@ def _product_integrand(f: str, g: str) -> Callable[[np.ndarray, np.ndarray], np.
 
 
 def _check_positive_variances(c11: np.ndarray, c22: np.ndarray) -> None:
-    if np.any(c11 <= 0) or np.any(c22 <= 0):
-        raise ValueError("correlation kernels need positive variances c11 > 0 and c22 > 0")
+    for values, name in ((c11, "c11"), (c22, "c22")):
+        if np.any(values <= 0):
+            raise ValueError(f"{name} must be > 0: correlation kernels need positive variances c11 > 0 and c22 > 0")
 
 
 def correlation_kernel(
@@ -422,6 +445,9 @@ def correlation_kernel_with_error(
     closed_form = has_closed_form(f, g)
     c11, c12, c22 = check_covariance_2d(c11, c12, c22)
     _check_positive_variances(c11, c22)
+    n_nodes = integer(n_nodes, "n_nodes")
+    if not closed_form:
+        check_memory(max(c11.size, 1) * 3 * (2 * n_nodes) ** 2, "n_nodes", "the quadrature grid of every covariance")
     if closed_form:
         correlation = np.clip(c12 / (np.sqrt(c11) * np.sqrt(c22)), -1.0, 1.0)
         value = np.asarray(_lambdified_kernel(f, g)(c11, correlation, c22), dtype=float)

@@ -42,7 +42,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 import sympy as sp
 
-from lorabook._seeds import as_generator
+from lorabook.validation import boolean, check_memory, choice, generator, integer, real, real_array
 
 __all__ = [
     "SPECTRUM_KINDS",
@@ -86,72 +86,89 @@ SPECTRUM_KINDS = ("constant", "exponential", "power")
 
 
 # ----------------------------------------------------------------------------- validation
-def _positive_int(value: object, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
-    return int(value)
+def _check_size(what: str, factor: int = 1, **sizes: int) -> None:
+    """Refuse arrays of ``factor * prod(sizes)`` float64 numbers that would not fit in memory.
 
-
-def _nonnegative_float(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
-    if not np.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value}")
-    return value
+    The message names the largest of the sizes (the parameter that makes the array too large).
+    """
+    total = factor
+    for size in sizes.values():
+        total *= int(size)
+    check_memory(total, max(sizes, key=lambda key: sizes[key]), what)
 
 
 def _matrix(value: object, name: str) -> np.ndarray:
-    """Check that ``value`` is a real array with at least two axes and return it as float."""
+    """Check that ``value`` is a non-empty finite real array with at least two axes and return it as float."""
     if not isinstance(value, np.ndarray):
         raise TypeError(f"{name} must be a numpy array, got {type(value).__name__}")
     if value.ndim < 2:
         raise ValueError(f"{name} must have at least 2 axes (a matrix or a stack of matrices), got shape {value.shape}")
     if not np.issubdtype(value.dtype, np.number) or np.iscomplexobj(value):
         raise TypeError(f"{name} must be a real numeric array, got dtype {value.dtype}")
+    if value.size == 0:
+        raise ValueError(f"{name} must not be empty, got shape {value.shape}")
     value = value.astype(float, copy=False)
     if not np.all(np.isfinite(value)):
         raise ValueError(f"{name} contains NaN or infinite entries")
     return value
 
 
-def _check_regression(X: object, Y: object, A0: object) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Validate data ``X`` (..., n, dx), ``Y`` (..., n, dy) and weights ``A0`` (..., dy, dx)."""
-    X = _matrix(X, "X")
-    Y = _matrix(Y, "Y")
-    A0 = _matrix(A0, "A0")
+def _check_regression(X: object, Y: object, A0: object, names: tuple[str, str, str] = ("X", "Y", "A0"),
+                      single: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Validate data ``X`` (..., n, dx), ``Y`` (..., n, dy) and weights ``A0`` (..., dy, dx).
+
+    ``names`` are the caller's names of the three parameters; ``single`` is the caller's name
+    when it takes a single problem (then all three must be 2-d).
+    """
+    x_name, y_name, w_name = names
+    X = _matrix(X, x_name)
+    Y = _matrix(Y, y_name)
+    A0 = _matrix(A0, w_name)
+    if single is not None:
+        for array, name in ((X, x_name), (Y, y_name), (A0, w_name)):
+            if array.ndim != 2:
+                raise ValueError(f"{name} must be a 2-d matrix: {single} takes a single problem (2-d {x_name}, "
+                                 f"{y_name}, {w_name}), got shape {array.shape}")
     n, dx = X.shape[-2:]
     if Y.shape[-2] != n:
-        raise ValueError(f"X has shape {X.shape} (samples in rows: (n, dx)) but Y has shape {Y.shape}; "
-                         f"expected Y of shape (n, dy) = ({n}, dy)")
+        raise ValueError(f"{x_name} has shape {X.shape} (samples in rows: (n, dx)) but {y_name} has shape {Y.shape}; "
+                         f"expected {y_name} of shape (n, dy) = ({n}, dy)")
     dy = Y.shape[-1]
     if A0.shape[-2:] != (dy, dx):
-        raise ValueError(f"A0 must have shape (dy, dx) = ({dy}, {dx}) to match X {X.shape} and Y {Y.shape}, "
-                         f"got {A0.shape}")
+        raise ValueError(f"{w_name} must have shape (dy, dx) = ({dy}, {dx}) to match {x_name} {X.shape} and "
+                         f"{y_name} {Y.shape}, got {A0.shape}")
     try:
         np.broadcast_shapes(X.shape[:-2], Y.shape[:-2], A0.shape[:-2])
     except ValueError:
-        raise ValueError(f"batch axes of X {X.shape[:-2]}, Y {Y.shape[:-2]} and A0 {A0.shape[:-2]} "
-                         "do not broadcast") from None
+        raise ValueError(f"batch axes of {x_name} {X.shape[:-2]}, {y_name} {Y.shape[:-2]} and {w_name} "
+                         f"{A0.shape[:-2]} do not broadcast") from None
     return X, Y, A0
 
 
-def _check_rank(rank: object, dx: int, dy: int) -> int:
-    if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)):
-        raise TypeError(f"rank must be an integer, got {type(rank).__name__}")
+def _check_rank(rank: object, dx: int, dy: int, name: str = "rank") -> int:
+    rank = integer(rank, name, minimum=None)
     if not 1 <= rank <= min(dx, dy):
-        raise ValueError(f"rank must be in 1..min(dx, dy) = 1..{min(dx, dy)}, got {rank}")
-    return int(rank)
+        raise ValueError(f"{name} must be in 1..min(dx, dy) = 1..{min(dx, dy)}, got {rank}")
+    return rank
+
+
+def _check_ranks(ranks: object, dx: int, dy: int, allow_empty: bool) -> list[int]:
+    """A sequence of LoRA ranks (each in 1..min(dx, dy)) as a list of ints."""
+    if isinstance(ranks, (str, bytes)) or not hasattr(ranks, "__iter__"):
+        raise TypeError(f"ranks must be a sequence of integers, got {type(ranks).__name__} {ranks!r}")
+    checked = [_check_rank(rank, dx, dy, f"ranks[{index}]") for index, rank in enumerate(ranks)]
+    if not checked and not allow_empty:
+        raise ValueError("ranks must hold at least one rank, got none")
+    return checked
 
 
 # ----------------------------------------------------------------------------- data
 def pretrained_weights(output_dimension: int, input_dimension: int, seed: int | np.random.Generator) -> np.ndarray:
     """Draw pre-trained weights :math:`A_0 \\in \\mathbb{R}^{d_y\\times d_x}`, :math:`(A_0)_{ij}\\sim\\mathcal N(0,1)` i.i.d."""
-    dy = _positive_int(output_dimension, "output_dimension")
-    dx = _positive_int(input_dimension, "input_dimension")
-    return as_generator(seed).standard_normal((dy, dx))
+    dy = integer(output_dimension, "output_dimension")
+    dx = integer(input_dimension, "input_dimension")
+    _check_size("the pre-trained weights", output_dimension=dy, input_dimension=dx)
+    return generator(seed, "seed").standard_normal((dy, dx))
 
 
 def gaussian_task_shift(output_dimension: int, input_dimension: int, true_rank: int,
@@ -173,12 +190,13 @@ def gaussian_task_shift(output_dimension: int, input_dimension: int, true_rank: 
     seed
         Integer seed or numpy Generator.
     """
-    dy = _positive_int(output_dimension, "output_dimension")
-    dx = _positive_int(input_dimension, "input_dimension")
-    k = _positive_int(true_rank, "true_rank")
+    dy = integer(output_dimension, "output_dimension")
+    dx = integer(input_dimension, "input_dimension")
+    k = integer(true_rank, "true_rank")
     if k > min(dx, dy):
         raise ValueError(f"true_rank must be in 1..min(dx, dy) = 1..{min(dx, dy)}, got {k}")
-    rng = as_generator(seed)
+    _check_size("the task shift", factor=2, output_dimension=dy, input_dimension=dx)
+    rng = generator(seed, "seed")
     U = rng.standard_normal((dy, k))
     V = rng.standard_normal((k, dx))
     return U @ V / np.sqrt(k)
@@ -201,13 +219,11 @@ def task_shift_spectrum(kind: str, true_rank: int, scale: float = 1.0, decay_rat
     decay_rate
         :math:`a \\ge 0` (ignored for ``"constant"``).
     """
-    if kind not in SPECTRUM_KINDS:
-        raise ValueError(f"unknown spectrum kind {kind!r}; valid kinds: {', '.join(SPECTRUM_KINDS)}")
-    k = _positive_int(true_rank, "true_rank")
-    c = _nonnegative_float(scale, "scale")
-    if c == 0:
-        raise ValueError("scale must be > 0")
-    a = _nonnegative_float(decay_rate, "decay_rate")
+    choice(kind, "kind", SPECTRUM_KINDS)
+    k = integer(true_rank, "true_rank")
+    check_memory(2 * k, "true_rank", "the singular values")
+    c = real(scale, "scale", minimum=0.0, strict_minimum=True)
+    a = real(decay_rate, "decay_rate", minimum=0.0)
     i = np.arange(k, dtype=float)
     if kind == "constant":
         return np.full(k, c)
@@ -241,16 +257,15 @@ def spectral_task_shift(output_dimension: int, input_dimension: int, singular_va
     seed
         Integer seed or numpy Generator.
     """
-    dy = _positive_int(output_dimension, "output_dimension")
-    dx = _positive_int(input_dimension, "input_dimension")
-    s = np.asarray(singular_values, dtype=float)
-    if s.ndim != 1 or s.size == 0:
-        raise ValueError(f"singular_values must be a non-empty 1-d sequence, got shape {s.shape}")
+    dy = integer(output_dimension, "output_dimension")
+    dx = integer(input_dimension, "input_dimension")
+    s = real_array(singular_values, "singular_values", ndim=1)
     if s.size > min(dx, dy):
-        raise ValueError(f"at most min(dx, dy) = {min(dx, dy)} singular values, got {s.size}")
-    if not np.all(np.isfinite(s)) or np.any(s < 0):
+        raise ValueError(f"singular_values: at most min(dx, dy) = {min(dx, dy)} singular values, got {s.size}")
+    if np.any(s < 0):
         raise ValueError("singular_values must be finite and non-negative")
-    rng = as_generator(seed)
+    _check_size("the task shift", factor=2, output_dimension=dy, input_dimension=dx)
+    rng = generator(seed, "seed")
     U = _haar_orthonormal(rng, dy, s.size)
     V = _haar_orthonormal(rng, dx, s.size)
     return (U * s) @ V.T
@@ -285,11 +300,12 @@ def regression_data(true_weights: np.ndarray, num_samples: int, noise_std: float
     A_star = _matrix(true_weights, "true_weights")
     if A_star.ndim != 2:
         raise ValueError(f"true_weights must be a (dy, dx) matrix, got shape {A_star.shape}")
-    n = _positive_int(num_samples, "num_samples")
-    sigma = _nonnegative_float(noise_std, "noise_std")
-    batch = () if num_seeds is None else (_positive_int(num_seeds, "num_seeds"),)
+    n = integer(num_samples, "num_samples")
+    sigma = real(noise_std, "noise_std", minimum=0.0)
+    batch = () if num_seeds is None else (integer(num_seeds, "num_seeds"),)
     dy, dx = A_star.shape
-    rng = as_generator(seed)
+    _check_size("the data", factor=3 * (dx + dy), num_samples=n, **({"num_seeds": batch[0]} if batch else {}))
+    rng = generator(seed, "seed")
     X = rng.standard_normal(batch + (n, dx))
     Y = X @ A_star.T + sigma * rng.standard_normal(batch + (n, dy))
     return X, Y
@@ -312,8 +328,25 @@ class FinetuningProblem(NamedTuple):
 def finetuning_problem(input_dimension: int, output_dimension: int, num_samples: int, true_rank: int,
                        noise_std: float, seed: int | np.random.Generator) -> FinetuningProblem:
     """Draw ``A0`` (:func:`pretrained_weights`), a Gaussian rank-``k`` shift
-    (:func:`gaussian_task_shift`) and data (:func:`regression_data`) from one generator."""
-    rng = as_generator(seed)
+    (:func:`gaussian_task_shift`) and data (:func:`regression_data`) from one generator.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a non-positive or non-integer dimension or sample count, ``true_rank`` outside
+        ``1..min(dx, dy)``, a negative ``noise_std``, a bad ``seed``, or sizes whose arrays would
+        not fit in memory.
+    """
+    dx = integer(input_dimension, "input_dimension")
+    dy = integer(output_dimension, "output_dimension")
+    n = integer(num_samples, "num_samples")
+    k = integer(true_rank, "true_rank")
+    if k > min(dx, dy):
+        raise ValueError(f"true_rank must be in 1..min(dx, dy) = 1..{min(dx, dy)}, got {k}")
+    real(noise_std, "noise_std", minimum=0.0)
+    _check_size("the weights", factor=4, output_dimension=dy, input_dimension=dx)
+    _check_size("the data", factor=3, num_samples=n, input_dimension=dx + dy)
+    rng = generator(seed, "seed")
     A0 = pretrained_weights(output_dimension, input_dimension, rng)
     D = gaussian_task_shift(output_dimension, input_dimension, true_rank, rng)
     X, Y = regression_data(A0 + D, num_samples, noise_std, rng)
@@ -336,7 +369,7 @@ def training_loss(X: np.ndarray, Y: np.ndarray, weights: np.ndarray) -> np.ndarr
     float or numpy.ndarray
         The loss (an array over the batch axes for stacks).
     """
-    X, Y, A = _check_regression(X, Y, weights)
+    X, Y, A = _check_regression(X, Y, weights, ("X", "Y", "weights"))
     residual = Y - X @ np.swapaxes(A, -1, -2)
     loss = np.sum(residual**2, axis=(-2, -1)) / X.shape[-2]
     return float(loss) if loss.ndim == 0 else loss
@@ -498,12 +531,13 @@ def fft_gradient_descent(X: np.ndarray, Y: np.ndarray, initial_weights: np.ndarr
     weights, losses
         Final weights ``(dy, dx)`` and the training loss before each step and at the end (``steps + 1``).
     """
-    X, Y, A = _check_regression(X, Y, initial_weights)
-    if X.ndim != 2 or A.ndim != 2:
-        raise ValueError("fft_gradient_descent takes a single problem (2-d X, Y, initial_weights)")
-    steps = _positive_int(steps, "steps", minimum=0)
+    X, Y, A = _check_regression(X, Y, initial_weights, ("X", "Y", "initial_weights"), single="fft_gradient_descent")
+    steps = integer(steps, "steps", minimum=0)
+    check_memory(2 * steps, "steps", "the recorded losses")
+    if learning_rate is not None:
+        real(learning_rate, "learning_rate", minimum=0.0)
     n = X.shape[0]
-    eta = 0.5 / _largest_covariance_eigenvalue(X) if learning_rate is None else _nonnegative_float(learning_rate, "learning_rate")
+    eta = 0.5 / _largest_covariance_eigenvalue(X) if learning_rate is None else real(learning_rate, "learning_rate", minimum=0.0)
     losses = np.empty(steps + 1)
     for t in range(steps + 1):
         residual = Y - X @ A.T
@@ -550,20 +584,22 @@ def lora_gradient_descent(X: np.ndarray, Y: np.ndarray, A0: np.ndarray, rank: in
         :math:`A_0 + BA` at the end, shape ``(dy, dx)``, and the training loss before each step
         and at the end (``steps + 1`` values).
     """
-    X, Y, A0 = _check_regression(X, Y, A0)
-    if X.ndim != 2 or A0.ndim != 2:
-        raise ValueError("lora_gradient_descent takes a single problem (2-d X, Y, A0)")
+    X, Y, A0 = _check_regression(X, Y, A0, single="lora_gradient_descent")
     n, dx = X.shape
     dy = Y.shape[1]
     r = _check_rank(rank, dx, dy)
-    steps = _positive_int(steps, "steps", minimum=0)
-    scale = _nonnegative_float(initial_scale, "initial_scale")
+    steps = integer(steps, "steps", minimum=0)
+    check_memory(2 * steps, "steps", "the recorded losses")
+    scale = real(initial_scale, "initial_scale", minimum=0.0)
+    if learning_rate is not None:
+        real(learning_rate, "learning_rate", minimum=0.0)
+    generator(seed, "seed")
     if learning_rate is None:
         shift_norm = np.linalg.norm(fft_estimator(X, Y, A0) - A0, ord=2)
         eta = 0.2 / (_largest_covariance_eigenvalue(X) * max(1.0, shift_norm))
     else:
-        eta = _nonnegative_float(learning_rate, "learning_rate")
-    rng = as_generator(seed)
+        eta = real(learning_rate, "learning_rate", minimum=0.0)
+    rng = generator(seed, "seed")
     B = np.zeros((dy, r))
     A = scale * rng.standard_normal((r, dx)) / np.sqrt(dx)
     R = Y - X @ A0.T
@@ -607,13 +643,12 @@ def lora_alternating_least_squares(X: np.ndarray, Y: np.ndarray, A0: np.ndarray,
     weights, losses
         :math:`A_0 + BA` and the training loss after each sweep (``iterations`` values).
     """
-    X, Y, A0 = _check_regression(X, Y, A0)
-    if X.ndim != 2 or A0.ndim != 2:
-        raise ValueError("lora_alternating_least_squares takes a single problem (2-d X, Y, A0)")
+    X, Y, A0 = _check_regression(X, Y, A0, single="lora_alternating_least_squares")
     n, dx = X.shape
     r = _check_rank(rank, dx, Y.shape[1])
-    iterations = _positive_int(iterations, "iterations")
-    rng = as_generator(seed)
+    iterations = integer(iterations, "iterations")
+    check_memory(2 * iterations, "iterations", "the recorded losses")
+    rng = generator(seed, "seed")
     A = rng.standard_normal((r, dx))
     R = Y - X @ A0.T
     X_pinv_R = np.linalg.pinv(X) @ R
@@ -730,11 +765,11 @@ def fft_excess_risk(input_dimension: int, output_dimension: int, num_samples: in
         If :math:`d_x - 1 \\le n \\le d_x + 1` and :math:`\\sigma > 0` (infinite expectation), or an
         argument is out of range.
     """
-    dx = _positive_int(input_dimension, "input_dimension")
-    dy = _positive_int(output_dimension, "output_dimension")
-    n = _positive_int(num_samples, "num_samples")
-    sigma = _nonnegative_float(noise_std, "noise_std")
-    delta = _nonnegative_float(shift_energy, "shift_energy")
+    dx = integer(input_dimension, "input_dimension")
+    dy = integer(output_dimension, "output_dimension")
+    n = integer(num_samples, "num_samples")
+    sigma = real(noise_std, "noise_std", minimum=0.0)
+    delta = real(shift_energy, "shift_energy", minimum=0.0)
     if sigma == 0.0:
         return max(0.0, 1.0 - n / dx) * delta
     functions = _fft_excess_risk_functions()
@@ -780,13 +815,20 @@ def excess_risk_monte_carlo(pretrained: np.ndarray, task_shift: np.ndarray, num_
     """
     A0 = _matrix(pretrained, "pretrained")
     D = _matrix(task_shift, "task_shift")
-    if A0.ndim != 2 or A0.shape != D.shape:
-        raise ValueError(f"pretrained and task_shift must both be (dy, dx) matrices, got {A0.shape} and {D.shape}")
+    if A0.ndim != 2:
+        raise ValueError(f"pretrained must be a (dy, dx) matrix, got shape {A0.shape}")
+    if D.shape != A0.shape:
+        raise ValueError(f"task_shift must be a (dy, dx) matrix of the shape of pretrained {A0.shape}, got {D.shape}")
     dy, dx = A0.shape
-    ranks = [_check_rank(r, dx, dy) for r in ranks]
-    num_seeds = _positive_int(num_seeds, "num_seeds")
-    chunk_size = _positive_int(chunk_size, "chunk_size")
-    rng = as_generator(seed)
+    n = integer(num_samples, "num_samples")
+    real(noise_std, "noise_std", minimum=0.0)
+    ranks = _check_ranks(ranks, dx, dy, allow_empty=True)
+    num_seeds = integer(num_seeds, "num_seeds")
+    chunk_size = integer(chunk_size, "chunk_size")
+    check_memory((len(ranks) + 1) * num_seeds, "num_seeds", "the excess risks of every data set")
+    _check_size("a chunk of data sets and their decompositions", factor=6 * (dx + dy),
+                num_samples=n, chunk_size=min(chunk_size, num_seeds))
+    rng = generator(seed, "seed")
     A_star = A0 + D
     fft_risks = np.empty(num_seeds)
     lora_risks = np.empty((len(ranks), num_seeds))
@@ -861,25 +903,22 @@ def spiked_noise_scale(input_dimension: int, output_dimension: int, num_samples:
     :math:`\\sigma^2/n`; divided by :math:`\\tau` they have variance :math:`1/\\max(d_x, d_y)`, the
     normalisation of the spiked model (:func:`spiked_singular_value`).
     """
-    dx = _positive_int(input_dimension, "input_dimension")
-    dy = _positive_int(output_dimension, "output_dimension")
-    n = _positive_int(num_samples, "num_samples")
-    sigma = _nonnegative_float(noise_std, "noise_std")
+    dx = integer(input_dimension, "input_dimension")
+    dy = integer(output_dimension, "output_dimension")
+    n = integer(num_samples, "num_samples")
+    sigma = real(noise_std, "noise_std", minimum=0.0)
     return sigma * np.sqrt(max(dx, dy) / n)
 
 
 def _aspect_ratio(value: object) -> float:
-    c = _nonnegative_float(value, "aspect_ratio")
+    c = real(value, "aspect_ratio")
     if not 0 < c <= 1:
         raise ValueError(f"aspect_ratio must be in (0, 1] (short side / long side), got {c}")
     return c
 
 
-def _spikes(theta: object) -> np.ndarray:
-    theta = np.asarray(theta, dtype=float)
-    if not np.all(np.isfinite(theta)) or np.any(theta < 0):
-        raise ValueError("spike strengths theta must be finite and >= 0")
-    return theta
+def _spikes(theta: object, name: str = "theta") -> np.ndarray:
+    return real_array(theta, name, nonempty=False, minimum=0.0)
 
 
 def detection_threshold(aspect_ratio: float) -> float:
@@ -957,8 +996,8 @@ def noise_top_squared_singular_values(aspect_ratio: float, short_dimension: int,
         How many values, ``0..p``.
     """
     c = _aspect_ratio(aspect_ratio)
-    p = _positive_int(short_dimension, "short_dimension")
-    count = _positive_int(count, "count", minimum=0)
+    p = integer(short_dimension, "short_dimension")
+    count = integer(count, "count", minimum=0)
     if count > p:
         raise ValueError(f"count must be in 0..short_dimension = 0..{p}, got {count}")
     lower, upper = (1 - np.sqrt(c)) ** 2, (1 + np.sqrt(c)) ** 2
@@ -1004,9 +1043,9 @@ def unwhitening_factors(input_dimension: int, num_samples: int, true_rank: int) 
     signal_factor, complement_factor
         ``(1.0, kappa)``.
     """
-    dx = _positive_int(input_dimension, "input_dimension")
-    n = _positive_int(num_samples, "num_samples")
-    k = _positive_int(true_rank, "true_rank", minimum=0)
+    dx = integer(input_dimension, "input_dimension")
+    n = integer(num_samples, "num_samples")
+    k = integer(true_rank, "true_rank", minimum=0)
     if n < dx + 2:
         raise ValueError(f"the un-whitening factor needs the overdetermined regime n >= dx + 2 (dx = {dx}, n = {n})")
     if k >= dx:
@@ -1025,10 +1064,8 @@ class LoraRiskPrediction(NamedTuple):
 
 
 def _check_spectrum(singular_values: object) -> np.ndarray:
-    s = np.asarray(singular_values, dtype=float)
-    if s.ndim != 1:
-        raise ValueError(f"singular_values must be a 1-d sequence, got shape {s.shape}")
-    if not np.all(np.isfinite(s)) or np.any(s < 0):
+    s = real_array(singular_values, "singular_values", ndim=1)
+    if np.any(s < 0):
         raise ValueError("singular_values must be finite and non-negative")
     return np.sort(s)[::-1]
 
@@ -1087,13 +1124,12 @@ def lora_excess_risk_prediction(singular_values: Sequence[float] | np.ndarray, i
 
 def _lora_predictions(singular_values: object, input_dimension: int, output_dimension: int, num_samples: int,
                       noise_std: float, ranks: Sequence[int], include_unwhitening: bool = True) -> list[LoraRiskPrediction]:
-    if not isinstance(include_unwhitening, (bool, np.bool_)):
-        raise TypeError(f"include_unwhitening must be True or False, got {include_unwhitening!r}")
+    boolean(include_unwhitening, "include_unwhitening")
     s = _check_spectrum(singular_values)
-    dx = _positive_int(input_dimension, "input_dimension")
-    dy = _positive_int(output_dimension, "output_dimension")
-    n = _positive_int(num_samples, "num_samples")
-    sigma = _nonnegative_float(noise_std, "noise_std")
+    dx = integer(input_dimension, "input_dimension")
+    dy = integer(output_dimension, "output_dimension")
+    n = integer(num_samples, "num_samples")
+    sigma = real(noise_std, "noise_std", minimum=0.0)
     if sigma == 0:
         raise ValueError("noise_std must be > 0 (without noise LoRA at rank >= k is exact)")
     if n < dx + 2:
@@ -1102,6 +1138,8 @@ def _lora_predictions(singular_values: object, input_dimension: int, output_dime
     if s.size > min(dx, dy):
         raise ValueError(f"at most min(dx, dy) = {min(dx, dy)} singular values, got {s.size}")
     ranks = [_check_rank(r, dx, dy) for r in ranks]
+    if not ranks:
+        raise ValueError("ranks must hold at least one rank, got none")
     p, q = min(dx, dy), max(dx, dy)
     c = p / q
     tau = spiked_noise_scale(dx, dy, n, sigma)
@@ -1136,9 +1174,20 @@ def _lora_predictions(singular_values: object, input_dimension: int, output_dime
 def lora_excess_risk_curve(singular_values: Sequence[float] | np.ndarray, input_dimension: int,
                            output_dimension: int, num_samples: int, noise_std: float,
                            ranks: Sequence[int], include_unwhitening: bool = True) -> np.ndarray:
-    """:func:`lora_excess_risk_prediction` at several ranks at once; returns the predicted risks (array)."""
+    """:func:`lora_excess_risk_prediction` at several ranks at once; returns the predicted risks (array).
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`lora_excess_risk_prediction`, and for ``ranks`` that is not a non-empty sequence
+        of ranks in ``1..min(dx, dy)``.
+    """
+    dx = integer(input_dimension, "input_dimension")
+    dy = integer(output_dimension, "output_dimension")
+    _check_spectrum(singular_values)
+    checked = _check_ranks(ranks, dx, dy, allow_empty=False)
     return np.array([p.excess_risk for p in _lora_predictions(singular_values, input_dimension, output_dimension,
-                                                              num_samples, noise_std, list(ranks), include_unwhitening)])
+                                                              num_samples, noise_std, checked, include_unwhitening)])
 
 
 def optimal_rank(singular_values: Sequence[float] | np.ndarray, input_dimension: int, output_dimension: int,
@@ -1162,9 +1211,9 @@ def optimal_rank(singular_values: Sequence[float] | np.ndarray, input_dimension:
     int
         The predicted best rank, in ``1..max_rank``.
     """
-    dx = _positive_int(input_dimension, "input_dimension")
-    dy = _positive_int(output_dimension, "output_dimension")
-    top = min(dx, dy) if max_rank is None else _check_rank(max_rank, dx, dy)
+    dx = integer(input_dimension, "input_dimension")
+    dy = integer(output_dimension, "output_dimension")
+    top = min(dx, dy) if max_rank is None else _check_rank(max_rank, dx, dy, "max_rank")
     risks = lora_excess_risk_curve(singular_values, dx, dy, num_samples, noise_std, range(1, top + 1))
     return int(np.argmin(risks)) + 1
 
@@ -1180,7 +1229,7 @@ def spike_strength_from_singular_value(singular_value: float | np.ndarray, aspec
     and 0 for values at or below the bulk edge :math:`1 + \\sqrt c` (no detectable spike).
     """
     c = _aspect_ratio(aspect_ratio)
-    lam = _spikes(singular_value)
+    lam = _spikes(singular_value, "singular_value")
     above = lam > 1 + np.sqrt(c)
     b = np.where(above, lam**2 - 1 - c, 2 * np.sqrt(c))
     theta2 = (b + np.sqrt(np.maximum(b**2 - 4 * c, 0.0))) / 2
@@ -1214,18 +1263,20 @@ def estimated_optimal_rank(X: np.ndarray, Y: np.ndarray, A0: np.ndarray, noise_s
     int
         The estimated best rank.
     """
-    X, Y, A0 = _check_regression(X, Y, A0)
-    if X.ndim != 2 or A0.ndim != 2:
-        raise ValueError("estimated_optimal_rank takes a single problem (2-d X, Y, A0)")
+    X, Y, A0 = _check_regression(X, Y, A0, single="estimated_optimal_rank")
     n, dx = X.shape
     dy = Y.shape[1]
     if n < dx + 2:
         raise ValueError(f"estimated_optimal_rank needs the overdetermined regime n >= dx + 2 (dx = {dx}, n = {n})")
+    if noise_std is not None:
+        real(noise_std, "noise_std", minimum=0.0)
+    if max_rank is not None:
+        _check_rank(max_rank, dx, dy, "max_rank")
     if noise_std is None:
         residual = Y - X @ fft_estimator(X, Y, A0).T
         sigma = float(np.sqrt(np.sum(residual**2) / ((n - dx) * dy)))
     else:
-        sigma = _nonnegative_float(noise_std, "noise_std")
+        sigma = real(noise_std, "noise_std", minimum=0.0)
     c = min(dx, dy) / max(dx, dy)
     tau = spiked_noise_scale(dx, dy, n, sigma)
     observed = np.linalg.svd(whitened_shift(X, Y, A0), compute_uv=False) / tau

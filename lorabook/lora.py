@@ -72,9 +72,10 @@ from lorabook.activations import (
     activation_sympy,
     check_target,
     is_polynomial,
-    squared_base,
 )
+from lorabook.activations import _squared_base as squared_base
 from lorabook.gaussian import gaussian_expectation_sympy, half_line_expectation_sympy
+from lorabook.validation import UnsupportedChoiceError, check_memory, integer, real_array
 
 MU = sp.Symbol("mu", positive=True)
 """The pre-training strength symbol used in every expression of this module."""
@@ -85,12 +86,20 @@ _Z = sp.Symbol("z", real=True)
 def _teacher_name(activation: str, teacher: str | None) -> str:
     # Students and teachers may both be composite names (e.g. the two-term target "He3+He5" as
     # its own student); see lorabook.activations.
-    check_target(activation)
-    return activation if teacher is None else check_target(teacher)
+    check_target(activation, parameter="activation")
+    return activation if teacher is None else check_target(teacher, parameter="teacher")
 
 
-def check_pretraining_strength(mu: object) -> np.ndarray:
-    """Validate :math:`\\mu \\in (0, 1]` (scalar or array) and return it as a float array.
+def check_pretraining_strength(mu: object, *, parameter: str = "mu") -> np.ndarray:
+    """Validate a pre-training strength :math:`\\mu \\in (0, 1]` (scalar or array); return it as a float array.
+
+    Parameters
+    ----------
+    mu
+        The strength(s).
+    parameter
+        The name of the caller's parameter that holds ``mu`` (e.g. ``"pretraining_strength"``),
+        for the error messages.
 
     Raises
     ------
@@ -99,13 +108,7 @@ def check_pretraining_strength(mu: object) -> np.ndarray:
     ValueError
         If any value lies outside ``(0, 1]`` or is not finite.
     """
-    try:
-        values = np.asarray(mu, dtype=float)
-    except (TypeError, ValueError) as error:
-        raise TypeError(f"pre-training strength mu must be a real number or array, got {mu!r}") from error
-    if not np.all(np.isfinite(values)) or np.any(values <= 0.0) or np.any(values > 1.0):
-        raise ValueError(f"pre-training strength mu must lie in (0, 1], got {mu!r}")
-    return values
+    return real_array(mu, parameter, nonempty=False, minimum=0.0, strict_minimum=True, maximum=1.0)
 
 
 def _standard_gaussian_expectation(expr: sp.Expr) -> sp.Expr:
@@ -140,16 +143,20 @@ def pretrained_risk_derivatives_sympy(activation: str, teacher: str | None = Non
 
     Raises
     ------
-    NotImplementedError
-        For pairs with a sigmoid (no closed form) and mixed pairs of two different
+    lorabook.validation.UnsupportedChoiceError
+        (a :class:`ValueError`, also a :class:`NotImplementedError`) for pairs with a sigmoid (no
+        closed form) and mixed pairs of two different
         non-polynomial activations (erf with ReLU, where sympy's integration does not finish in
         reasonable time); :func:`linearization` evaluates those by quadrature.
     """
     teacher_name = _teacher_name(activation, teacher)
     if not _closed_form_linearization_pair(activation, teacher_name):
-        raise NotImplementedError(
-            f"no closed form is derived for the pair ({activation!r}, {teacher_name!r}) "
-            "(sigmoid, or erf with relu); linearization() uses quadrature"
+        which = "activation" if activation == "sigmoid" or (teacher is None) else "teacher"
+        raise UnsupportedChoiceError(
+            f"{which}={(activation if which == 'activation' else teacher_name)!r}: no closed form is derived for the "
+            f"pair (activation, teacher) = ({activation!r}, {teacher_name!r}) (sigmoid, or erf with relu); supported: "
+            "pairs without the sigmoid in which the two names are equal or one is a polynomial; "
+            "linearization() uses quadrature"
         )
     student = activation_sympy(activation, _Z)
     target = activation_sympy(teacher_name, _Z)
@@ -282,7 +289,21 @@ def escape_rate(coefficient_a: float | np.ndarray, coefficient_b: float | np.nda
 
     Evaluated as :math:`2A^2 / (\\sqrt{B^2 + 4A^2} - B)` when :math:`B < 0`, which avoids the
     cancellation that would otherwise lose all digits as :math:`A \\to 0` (e.g. :math:`\\mu \\to 1`).
+
+    Raises
+    ------
+    TypeError
+        If a coefficient is not a real number or array.
+    ValueError
+        If a coefficient is not finite.
     """
+    real_array(coefficient_a, "coefficient_a", nonempty=False)
+    real_array(coefficient_b, "coefficient_b", nonempty=False)
+    return _escape_rate(coefficient_a, coefficient_b)
+
+
+def _escape_rate(coefficient_a, coefficient_b) -> np.ndarray:
+    """:func:`escape_rate` without the validation (for coefficients computed here)."""
     coefficient_a = np.asarray(coefficient_a, dtype=float)
     coefficient_b = np.asarray(coefficient_b, dtype=float)
     root = np.sqrt(coefficient_b**2 + 4.0 * coefficient_a**2)
@@ -302,7 +323,7 @@ def search_time(activation: str, mu: float | np.ndarray, teacher: str | None = N
     Parameters and errors as for :func:`linearization`.
     """
     coefficient_a, coefficient_b = linearization(activation, mu, teacher)
-    rate = escape_rate(coefficient_a, coefficient_b)
+    rate = _escape_rate(coefficient_a, coefficient_b)
     with np.errstate(divide="ignore"):
         time = np.where(rate > 0, 1.0 / np.where(rate > 0, rate, 1.0), np.inf)
     return float(time) if np.ndim(time) == 0 else time
@@ -324,14 +345,17 @@ def trap_strengths_sympy(activation: str, teacher: str | None = None) -> list[sp
 
     Raises
     ------
-    NotImplementedError
-        If :math:`A(\\mu)` is not a polynomial for this pair (use :func:`trap_strengths`).
+    lorabook.validation.UnsupportedChoiceError
+        (a :class:`ValueError`, also a :class:`NotImplementedError`) if :math:`A(\\mu)` is not a
+        polynomial for this pair (use :func:`trap_strengths`).
     """
     teacher_name = _teacher_name(activation, teacher)
     if not (is_polynomial(activation) and is_polynomial(teacher_name)):
-        raise NotImplementedError(
-            f"A(mu) is a polynomial only for two polynomial activations, got ({activation!r}, "
-            f"{teacher_name!r}); trap_strengths finds the roots numerically"
+        which = "activation" if not is_polynomial(activation) else "teacher"
+        raise UnsupportedChoiceError(
+            f"{which}={(activation if which == 'activation' else teacher_name)!r}: A(mu) is a polynomial only for two "
+            f"polynomial activations (supported: {_POLYNOMIAL_NAMES}), got ({activation!r}, {teacher_name!r}); "
+            "trap_strengths finds the roots numerically"
         )
     coefficient_a, _ = linearization_sympy(activation, teacher_name)
     polynomial = sp.Poly(sp.expand(coefficient_a), MU)
@@ -356,11 +380,11 @@ def trap_strengths(activation: str, teacher: str | None = None, grid_size: int =
     from scipy import optimize
 
     teacher_name = _teacher_name(activation, teacher)
+    grid_size = integer(grid_size, "grid_size", minimum=3)
+    check_memory(8 * (grid_size + 2), "grid_size", "the scan of A(mu) on the grid")
     if is_polynomial(activation) and is_polynomial(teacher_name):
         return np.array([float(root.evalf(30)) for root in trap_strengths_sympy(activation, teacher_name)])
-    if isinstance(grid_size, bool) or not isinstance(grid_size, (int, np.integer)) or grid_size < 3:
-        raise ValueError(f"grid_size must be an integer >= 3, got {grid_size!r}")
-    grid = np.linspace(0.0, 1.0, int(grid_size) + 2)[1:-1]
+    grid = np.linspace(0.0, 1.0, grid_size + 2)[1:-1]
     values, _ = linearization(activation, grid, teacher_name)
     function = lambda value: float(linearization(activation, value, teacher_name)[0])  # noqa: E731
     roots = [float(grid[i]) for i in np.flatnonzero(values == 0)]
@@ -396,8 +420,16 @@ _OUTER_PANEL_WIDTH = 2.0
 _OUTER_PANEL_NODES = 24
 
 
-def check_direction_overlap(m: object) -> np.ndarray:
-    """Validate the overlap :math:`m = v\\cdot w_\\star \\in [-1, 1]` (scalar or array).
+def check_direction_overlap(m: object, *, parameter: str = "m") -> np.ndarray:
+    """Validate an overlap :math:`m = v\\cdot w_\\star \\in [-1, 1]` (scalar or array) of unit vectors.
+
+    Parameters
+    ----------
+    m
+        The overlap(s).
+    parameter
+        The name of the caller's parameter that holds ``m`` (e.g. ``"initial_overlap"``), for the
+        error messages.
 
     Raises
     ------
@@ -406,23 +438,11 @@ def check_direction_overlap(m: object) -> np.ndarray:
     ValueError
         If any value is not finite or lies outside ``[-1, 1]``.
     """
-    try:
-        values = np.asarray(m, dtype=float)
-    except (TypeError, ValueError) as error:
-        raise TypeError(f"overlap m must be a real number or array, got {m!r}") from error
-    if not np.all(np.isfinite(values)) or np.any(np.abs(values) > 1.0):
-        raise ValueError(f"overlap m = v . w_* must lie in [-1, 1] (v and w_* are unit vectors), got {m!r}")
-    return values
+    return real_array(m, parameter, nonempty=False, minimum=-1.0, maximum=1.0)
 
 
-def _check_scale(u: object) -> np.ndarray:
-    try:
-        values = np.asarray(u, dtype=float)
-    except (TypeError, ValueError) as error:
-        raise TypeError(f"LoRA scale u must be a real number or array, got {u!r}") from error
-    if not np.all(np.isfinite(values)):
-        raise ValueError(f"LoRA scale u must be finite, got {u!r}")
-    return values
+def _check_scale(u: object, parameter: str = "u") -> np.ndarray:
+    return real_array(u, parameter, nonempty=False)
 
 
 def _overlap_state(mu: object, u: object, m: object) -> tuple[np.ndarray, ...]:
@@ -430,7 +450,10 @@ def _overlap_state(mu: object, u: object, m: object) -> tuple[np.ndarray, ...]:
     mu = check_pretraining_strength(mu)
     u = _check_scale(u)
     m = check_direction_overlap(m)
-    mu, u, m = np.broadcast_arrays(mu, u, m)
+    try:
+        mu, u, m = np.broadcast_arrays(mu, u, m)
+    except ValueError:
+        raise ValueError(f"mu, u and m must broadcast to one shape, got shapes {mu.shape}, {u.shape} and {m.shape}") from None
     rho = mu + u * m
     # q = rho^2 + u^2 (1 - m^2): a sum of non-negative terms, exact to rounding near q = rho^2.
     sigma = np.abs(u) * np.sqrt((1.0 - m) * (1.0 + m))
@@ -501,10 +524,18 @@ def _risk_internal(activation: str, teacher: str) -> sp.Expr:
     return _to_internal(squared_error_risk_sympy(activation, teacher, Q, RHO))
 
 
-def _no_closed_form(activation: str, teacher: str, what: str) -> NotImplementedError:
-    return NotImplementedError(
-        f"no closed form for the {what} of ({activation!r}, {teacher!r}): pairs with the sigmoid "
-        "have none; the numerical functions of lorabook.lora use quadrature instead"
+_POLYNOMIAL_NAMES = "'linear', 'He1'..'He10', their sums such as 'He1+He3' and squares such as 'He3^2'"
+"""The polynomial names, for messages."""
+
+
+def _no_closed_form(activation: str, teacher: str, what: str) -> UnsupportedChoiceError:
+    from lorabook.kernels import _CLOSED_FORM_NAMES, _closed_form_family
+
+    which, value = ("activation", activation) if _closed_form_family(activation) is None else ("teacher", teacher)
+    return UnsupportedChoiceError(
+        f"{which}={value!r}: no closed form for the {what} of (activation, teacher) = ({activation!r}, {teacher!r}): "
+        f"pairs with the sigmoid have none (supported names: {_CLOSED_FORM_NAMES}); the numerical functions of "
+        "lorabook.lora use quadrature instead"
     )
 
 
@@ -530,8 +561,9 @@ def risk_function_sympy(activation: str, teacher: str | None = None) -> sp.Expr:
 
     Raises
     ------
-    NotImplementedError
-        For pairs involving ``"sigmoid"`` (no closed form; :func:`population_risk` uses quadrature).
+    lorabook.validation.UnsupportedChoiceError
+        (a :class:`ValueError`, also a :class:`NotImplementedError`) for pairs involving
+        ``"sigmoid"`` (no closed form; :func:`population_risk` uses quadrature).
     ValueError, TypeError
         For unknown activation names (the message lists the valid names).
     """
@@ -778,8 +810,9 @@ def risk_derivatives_sympy(activation: str, teacher: str | None = None) -> tuple
 
     Raises
     ------
-    NotImplementedError
-        For pairs involving ``"sigmoid"`` (use :func:`risk_derivatives`, which uses quadrature).
+    lorabook.validation.UnsupportedChoiceError
+        (a :class:`ValueError`, also a :class:`NotImplementedError`) for pairs involving
+        ``"sigmoid"`` (use :func:`risk_derivatives`, which uses quadrature).
     """
     teacher_name = _teacher_name(activation, teacher)
     if not _closed_form_pair(activation, teacher_name):
@@ -881,15 +914,18 @@ def gradient_second_moment_sympy(activation: str, teacher: str | None = None) ->
 
     Raises
     ------
-    NotImplementedError
-        Unless both activations are polynomials (linear or Hermite); the other pairs are
-        evaluated by quadrature in :func:`gradient_second_moment`.
+    lorabook.validation.UnsupportedChoiceError
+        (a :class:`ValueError`, also a :class:`NotImplementedError`) unless both activations are
+        polynomials (linear or Hermite); the other pairs are evaluated by quadrature in
+        :func:`gradient_second_moment`.
     """
     teacher_name = _teacher_name(activation, teacher)
     if not (is_polynomial(activation) and is_polynomial(teacher_name)):
-        raise NotImplementedError(
-            f"gradient_second_moment_sympy needs two polynomial activations (linear, He1..He10), got "
-            f"({activation!r}, {teacher_name!r}); gradient_second_moment evaluates the others by quadrature"
+        which = "activation" if not is_polynomial(activation) else "teacher"
+        raise UnsupportedChoiceError(
+            f"{which}={(activation if which == 'activation' else teacher_name)!r}: gradient_second_moment_sympy needs "
+            f"two polynomial activations (supported: {_POLYNOMIAL_NAMES}), got ({activation!r}, {teacher_name!r}); "
+            "gradient_second_moment evaluates the others by quadrature"
         )
     return _gradient_factor_internal(activation, teacher_name)
 
@@ -984,16 +1020,9 @@ def gradient_second_moment(
     return _as_output(value, q.shape)
 
 
-def _check_noise_strength(noise_strength: object) -> np.ndarray:
-    try:
-        values = np.asarray(noise_strength, dtype=float)
-    except (TypeError, ValueError) as error:
-        raise TypeError(f"noise_strength must be a real number or array, got {noise_strength!r}") from error
-    if not np.all(np.isfinite(values)) or np.any(values < 0):
-        raise ValueError(
-            f"noise_strength = learning_rate * dimension / batch_size must be finite and >= 0, got {noise_strength!r}"
-        )
-    return values
+def _check_noise_strength(noise_strength: object, parameter: str = "noise_strength") -> np.ndarray:
+    """delta = learning_rate * dimension / batch_size >= 0, scalar or array, as a float array."""
+    return real_array(noise_strength, parameter, nonempty=False, minimum=0.0)
 
 
 def overlap_ode_rhs(
@@ -1079,8 +1108,9 @@ def overlap_drift_sympy(activation: str, teacher: str | None = None) -> tuple[sp
 
     Raises
     ------
-    NotImplementedError
-        For pairs involving ``"sigmoid"`` (use :func:`overlap_ode_rhs`).
+    lorabook.validation.UnsupportedChoiceError
+        (a :class:`ValueError`, also a :class:`NotImplementedError`) for pairs involving
+        ``"sigmoid"`` (use :func:`overlap_ode_rhs`).
     """
     teacher_name = _teacher_name(activation, teacher)
     if not _closed_form_pair(activation, teacher_name):

@@ -22,8 +22,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from lorabook.activations import activation_derivative, check_target
-from lorabook.lora import _teacher_name, check_direction_overlap, check_pretraining_strength, overlap_ode_rhs, population_risk
-from lorabook.ode import SOLVER_METHODS, integrate_overlap_ode
+from lorabook.lora import (
+    _check_noise_strength,
+    _teacher_name,
+    check_direction_overlap,
+    check_pretraining_strength,
+    overlap_ode_rhs,
+    population_risk,
+)
+from lorabook.ode import SOLVER_METHODS, SPACINGS, integrate_overlap_ode
+from lorabook.validation import check_memory, choice, integer, real, real_array
 
 
 @dataclass(frozen=True)
@@ -131,21 +139,28 @@ def integrate_lora_ode(
         not broadcast to one dimension, or an ``escape_threshold`` outside ``(0, 1]``.
     """
     _teacher_name(activation, teacher)  # composite names (squared teachers, sums) are valid for both
-    if method not in SOLVER_METHODS:
-        raise ValueError(f"unknown method {method!r}; valid methods: {', '.join(SOLVER_METHODS)}")
-    mu = check_pretraining_strength(pretraining_strength)
-    m0 = check_direction_overlap(initial_overlap)
-    u0 = np.asarray(initial_scale, dtype=float)
-    if not np.all(np.isfinite(u0)):
-        raise ValueError(f"initial_scale must be finite, got {initial_scale!r}")
+    choice(method, "method", SOLVER_METHODS)
+    mu = check_pretraining_strength(pretraining_strength, parameter="pretraining_strength")
+    m0 = check_direction_overlap(initial_overlap, parameter="initial_overlap")
+    u0 = real_array(initial_scale, "initial_scale", nonempty=False)
     try:
         mu, u0, m0 = (np.atleast_1d(array).astype(float) for array in np.broadcast_arrays(mu, u0, m0))
     except ValueError as error:
         raise ValueError("pretraining_strength, initial_scale and initial_overlap must broadcast to one shape") from error
     if mu.ndim != 1:
-        raise ValueError(f"initial conditions must be scalars or one-dimensional, got shape {mu.shape}")
-    if escape_threshold is not None and not 0 < escape_threshold <= 1:
-        raise ValueError(f"escape_threshold must lie in (0, 1], got {escape_threshold!r}")
+        raise ValueError(f"pretraining_strength, initial_scale and initial_overlap must be scalars or one-dimensional, "
+                         f"got the shape {mu.shape}")
+    if mu.size == 0:
+        raise ValueError("pretraining_strength, initial_scale and initial_overlap must hold at least one run, got none")
+    real(final_time, "final_time", minimum=0.0, strict_minimum=True)
+    _check_noise_strength(noise_strength)
+    check_memory(integer(n_times, "n_times", minimum=2) * 8 * mu.size, "n_times",
+                 "the trajectories of every run")
+    choice(spacing, "spacing", SPACINGS)
+    if escape_threshold is not None:
+        real(escape_threshold, "escape_threshold", minimum=0.0, strict_minimum=True, maximum=1.0)
+    real(rtol, "rtol", minimum=0.0, strict_minimum=True)
+    real(atol, "atol", minimum=0.0, strict_minimum=True)
     n_runs = mu.size
     solution = integrate_overlap_ode(
         _stacked_rhs(activation, teacher, mu, noise_strength), np.concatenate([u0, m0]), final_time,
@@ -181,10 +196,11 @@ def stability_constant(activation: str, n_nodes: int = 200) -> float:
     ValueError
         For an unknown activation or ``n_nodes < 2``.
     """
-    check_target(activation)  # any student, composite ones included, with itself as the teacher
-    if int(n_nodes) < 2:
-        raise ValueError(f"n_nodes must be at least 2, got {n_nodes!r}")
-    nodes, weights = np.polynomial.hermite_e.hermegauss(int(n_nodes))
+    check_target(activation, parameter="activation")  # any student, composite ones included
+    n_nodes = integer(n_nodes, "n_nodes", minimum=2)
+    # numpy's hermegauss finds the nodes as the eigenvalues of an n x n companion matrix.
+    check_memory(n_nodes**2, "n_nodes", "the companion matrix of the Gauss-Hermite rule")
+    nodes, weights = np.polynomial.hermite_e.hermegauss(n_nodes)
     weights = weights / np.sqrt(2.0 * np.pi)
     slope = activation_derivative(activation)(nodes)
     return float(2.0 * np.dot(weights, slope**2) / np.dot(weights, slope**4))
@@ -221,7 +237,8 @@ def stability_threshold(activation: str, pretraining_strength: float | np.ndarra
     ValueError
         For an unknown activation, :math:`\\mu` outside ``(0, 1]`` or ``n_nodes < 2``.
     """
-    mu = check_pretraining_strength(pretraining_strength)
+    check_target(activation, parameter="activation")
+    mu = check_pretraining_strength(pretraining_strength, parameter="pretraining_strength")
     ratio = stability_constant(activation, n_nodes)
     with np.errstate(divide="ignore"):
         threshold = np.where(mu < 1, ratio / np.where(mu < 1, (1.0 - mu) ** 2, 1.0), np.inf)

@@ -31,11 +31,11 @@ from functools import lru_cache
 import numpy as np
 import sympy as sp
 
-from lorabook._seeds import as_generator
 from lorabook.activations import activation as activation_function
 from lorabook.activations import activation_derivative
 from lorabook.lora import _check_noise_strength, _gradient_factor_at, _risk_at, _risk_derivatives_at, _teacher_name
-from lorabook.sgd import SIMULATORS, _check_settings, record_steps
+from lorabook.sgd import SIMULATORS, _check_settings, _check_sizes, record_steps
+from lorabook.validation import check_memory, choice, generator, real, real_array
 
 U, M, P = sp.symbols("u m p", real=True)
 """Symbols for the LoRA scale :math:`u` and the overlaps :math:`m = v\\cdot w_\\star`, :math:`p = v\\cdot\\xi`."""
@@ -93,15 +93,16 @@ def _drift_function():
 
 
 def _check_state(mu, nu, u, m, p) -> tuple[np.ndarray, ...]:
+    mu = real_array(mu, "mu", nonempty=False, minimum=0.0, maximum=1.0)
+    nu = real_array(nu, "nu", nonempty=False, minimum=0.0)
+    u = real_array(u, "u", nonempty=False)
+    m = real_array(m, "m", nonempty=False, minimum=-1.0, maximum=1.0)
+    p = real_array(p, "p", nonempty=False, minimum=-1.0, maximum=1.0)
     try:
-        arrays = [np.asarray(value, dtype=float) for value in (mu, nu, u, m, p)]
-    except (TypeError, ValueError) as error:
-        raise TypeError("mu, nu, u, m, p must be real numbers or arrays") from error
-    mu, nu, u, m, p = np.broadcast_arrays(*arrays)
-    if not np.all(np.isfinite(np.stack([mu, nu, u, m, p]))):
-        raise ValueError("mu, nu, u, m, p must be finite")
-    if np.any(mu < 0) or np.any(mu > 1) or np.any(nu < 0):
-        raise ValueError("the pre-trained components must satisfy 0 <= mu <= 1 and nu >= 0")
+        mu, nu, u, m, p = np.broadcast_arrays(mu, nu, u, m, p)
+    except ValueError:
+        raise ValueError(f"mu, nu, u, m, p must broadcast to one shape, got shapes {mu.shape}, {nu.shape}, "
+                         f"{u.shape}, {m.shape}, {p.shape}") from None
     if np.any(m * m + p * p > 1 + 1e-12):
         raise ValueError("the overlaps of the unit vector v must satisfy m^2 + p^2 <= 1")
     return mu, nu, u, m, p
@@ -230,20 +231,27 @@ def simulate(
     n_records, spacing
         Recording grid (:func:`lorabook.sgd.record_steps`).
     """
-    if simulator not in SIMULATORS:
-        raise ValueError(f"unknown simulator {simulator!r}; valid simulators: {', '.join(SIMULATORS)}")
+    choice(simulator, "simulator", SIMULATORS)
     # The settings shared with lorabook.sgd, validated by the same code; a fourth direction (xi)
     # needs d >= 4.
     teacher = _check_settings(activation, teacher, dimension, learning_rate, batch_size, n_steps, n_seeds,
                               pretraining_strength, initial_scale, min_dimension=4)
-    if not np.isfinite(offset_strength) or offset_strength < 0:
-        raise ValueError(f"offset_strength nu must be finite and >= 0, got {offset_strength!r}")
-    rng = as_generator(seed)
+    real(offset_strength, "offset_strength", minimum=0.0)
+    real(initial_scale, "initial_scale")
+    if initial_overlaps is not None:
+        pair = real_array(initial_overlaps, "initial_overlaps", ndim=1, minimum=-1.0, maximum=1.0)
+        if pair.size != 2:
+            raise ValueError(f"initial_overlaps must be a pair (m0, p0), got {pair.size} numbers")
+        if not pair[0] * pair[0] + pair[1] * pair[1] <= 1:
+            raise ValueError(f"initial_overlaps (m0, p0) must satisfy m0^2 + p0^2 <= 1, got {initial_overlaps!r}")
+    _check_sizes(int(n_seeds), int(batch_size), int(n_steps), n_records, spacing, 3)
+    if simulator == "full":
+        check_memory((2 * int(batch_size) + 4) * int(n_seeds) * int(dimension), "dimension",
+                     "a step's samples and the directions of every seed")
+    rng = generator(seed, "seed")
     m, p = _initial_state(rng, dimension, n_seeds)
     if initial_overlaps is not None:
         m0, p0 = (float(value) for value in initial_overlaps)
-        if not m0 * m0 + p0 * p0 <= 1:
-            raise ValueError(f"initial_overlaps (m0, p0) must satisfy m0^2 + p0^2 <= 1, got {initial_overlaps!r}")
         m, p = np.full(n_seeds, m0), np.full(n_seeds, p0)
     u = np.full(n_seeds, float(initial_scale))
     steps = record_steps(n_steps, n_records, spacing)

@@ -20,8 +20,13 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.integrate import solve_ivp
 
+from lorabook.validation import boolean, check_memory, choice, function, integer, real, real_array
+
 SOLVER_METHODS: tuple[str, ...] = ("LSODA", "Radau", "BDF", "DOP853", "RK45")
 """Valid ``method`` names (the first three are stiff-capable)."""
+
+SPACINGS: tuple[str, ...] = ("log", "linear")
+"""Valid ``spacing`` names of :func:`output_times`."""
 
 
 @dataclass(frozen=True)
@@ -48,19 +53,23 @@ def output_times(final_time: float, n_times: int = 200, spacing: str = "log", fi
 
     With ``spacing="log"`` the grid is ``0`` and ``n_times - 1`` points geometrically spaced from
     ``first_time`` (default ``final_time * 1e-4``) to ``final_time``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a non-positive or non-finite ``final_time``, ``n_times < 2`` (or too many to fit in
+        memory), an unknown ``spacing`` or a ``first_time`` outside ``(0, final_time)``.
     """
-    if not np.isfinite(final_time) or final_time <= 0:
-        raise ValueError(f"final_time must be positive and finite, got {final_time!r}")
-    if int(n_times) < 2:
-        raise ValueError(f"n_times must be at least 2, got {n_times!r}")
+    final_time = real(final_time, "final_time", minimum=0.0, strict_minimum=True)
+    n_times = integer(n_times, "n_times", minimum=2)
+    check_memory(n_times, "n_times", "the output times")
+    choice(spacing, "spacing", SPACINGS)
+    if first_time is not None:
+        real(first_time, "first_time", minimum=0.0, strict_minimum=True, maximum=final_time, strict_maximum=True)
     if spacing == "linear":
-        return np.linspace(0.0, final_time, int(n_times))
-    if spacing != "log":
-        raise ValueError(f"spacing must be 'log' or 'linear', got {spacing!r}")
+        return np.linspace(0.0, final_time, n_times)
     first = final_time * 1e-4 if first_time is None else float(first_time)
-    if not 0 < first < final_time:
-        raise ValueError(f"first_time must lie in (0, final_time), got {first_time!r}")
-    return np.concatenate([[0.0], np.geomspace(first, final_time, int(n_times) - 1)])
+    return np.concatenate([[0.0], np.geomspace(first, final_time, n_times - 1)])
 
 
 def integrate_overlap_ode(
@@ -115,17 +124,25 @@ def integrate_overlap_ode(
     RuntimeError
         If the solver fails or produces non-finite values.
     """
-    if method not in SOLVER_METHODS:
-        raise ValueError(f"unknown method {method!r}; valid methods: {', '.join(SOLVER_METHODS)}")
-    state = np.atleast_1d(np.asarray(initial_state, dtype=float)).copy()
-    if state.ndim != 1 or not np.all(np.isfinite(state)):
-        raise ValueError(f"initial_state must be a finite scalar or vector, got {initial_state!r}")
-    bounded = [int(index) for index in bounded_components]
-    if any(not 0 <= index < state.size for index in bounded):
-        raise ValueError(f"bounded_components {bounded_components!r} out of range for {state.size} components")
+    function(rhs, "rhs")
+    state = np.atleast_1d(real_array(initial_state, "initial_state", ndim=(0, 1))).copy()
+    if isinstance(bounded_components, (str, bytes)) or not hasattr(bounded_components, "__iter__"):
+        raise TypeError(f"bounded_components must be a sequence of component indices, got {bounded_components!r}")
+    bounded = [integer(index, "bounded_components", minimum=0, maximum=state.size - 1)
+               for index in bounded_components]
     if np.any(np.abs(state[bounded]) > 1):
-        raise ValueError(f"overlap components must lie in [-1, 1], got {state[bounded]}")
+        raise ValueError(f"initial_state: the overlap components {bounded} must lie in [-1, 1], got {state[bounded]}")
+    final_time = real(final_time, "final_time", minimum=0.0, strict_minimum=True)
+    check_memory(integer(n_times, "n_times", minimum=2) * (2 * state.size + 1), "n_times", "the solution's states")
     times = output_times(final_time, n_times, spacing, first_time)
+    if escape_threshold is not None:
+        escape_threshold = real(escape_threshold, "escape_threshold")
+        escape_component = integer(escape_component, "escape_component", minimum=0, maximum=state.size - 1)
+    escape_on_magnitude = boolean(escape_on_magnitude, "escape_on_magnitude")
+    stop_at_escape = boolean(stop_at_escape, "stop_at_escape")
+    choice(method, "method", SOLVER_METHODS)
+    rtol = real(rtol, "rtol", minimum=0.0, strict_minimum=True)
+    atol = real(atol, "atol", minimum=0.0, strict_minimum=True)
 
     def clipped(y: np.ndarray) -> np.ndarray:
         y = np.array(y, dtype=float)
@@ -137,8 +154,6 @@ def integrate_overlap_ode(
 
     events = None
     if escape_threshold is not None:
-        if not 0 <= escape_component < state.size:
-            raise ValueError(f"escape_component {escape_component} out of range for {state.size} components")
         threshold = float(escape_threshold)
 
         def escape(t: float, y: np.ndarray) -> float:

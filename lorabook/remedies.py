@@ -21,21 +21,23 @@ import sympy as sp
 
 from lorabook import lora, non_aligned
 from lorabook.activations import check_activation, check_target
+from lorabook.lora import _check_noise_strength, _escape_rate
 from lorabook.lora_dynamics import integrate_lora_ode, stability_constant
-from lorabook.ode import SOLVER_METHODS, integrate_overlap_ode
-from lorabook._validation import real_array
+from lorabook.ode import SOLVER_METHODS, SPACINGS, integrate_overlap_ode
+from lorabook.validation import check_memory, choice, integer, real, real_array
 
 OUTCOMES = ("target", "zero predictor", "not escaped")
 """Labels of :func:`curriculum_outcomes`."""
 
 
 def _check_strengths(mu: object, nu: object) -> tuple[np.ndarray, np.ndarray]:
-    mu_array, nu_array = real_array(mu, "mu"), real_array(nu, "nu")
-    if np.any(mu_array <= 0) or np.any(mu_array > 1):
-        raise ValueError(f"mu must lie in (0, 1], got {mu!r}")
-    if np.any(nu_array < 0):
-        raise ValueError(f"nu must be >= 0, got {nu!r}")
-    return np.broadcast_arrays(mu_array, nu_array)
+    mu_array = real_array(mu, "mu", nonempty=False, minimum=0.0, strict_minimum=True, maximum=1.0)
+    nu_array = real_array(nu, "nu", nonempty=False, minimum=0.0)
+    try:
+        return np.broadcast_arrays(mu_array, nu_array)
+    except ValueError:
+        raise ValueError(f"mu and nu must broadcast to one shape, got shapes {mu_array.shape} and "
+                         f"{nu_array.shape}") from None
 
 
 def _output(value: np.ndarray) -> float | np.ndarray:
@@ -79,9 +81,9 @@ def non_aligned_linearization(
     ValueError, TypeError
         For unknown names (the message lists the valid ones) or invalid strengths.
     """
-    check_activation(activation)
+    check_activation(activation, parameter="activation")
     if teacher is not None:
-        check_target(teacher)
+        check_target(teacher, parameter="teacher")
     mu_array, nu_array = _check_strengths(mu, nu)
     # The aligned model at u = nu, m = 0 has q = mu^2 + nu^2 and rho = mu: the same (F_q, F_rho).
     risk_q, risk_rho = lora.risk_derivatives(activation, mu_array, nu_array, np.zeros_like(mu_array), teacher=teacher)
@@ -106,7 +108,7 @@ def non_aligned_search_time(
     """
     coefficient_a, coefficient_b, coefficient_c = non_aligned_linearization(activation, mu, nu, teacher)
     coupling = np.sqrt(np.asarray(coefficient_a) ** 2 + np.asarray(coefficient_c) ** 2)
-    rate = lora.escape_rate(coupling, coefficient_b)
+    rate = _escape_rate(coupling, coefficient_b)
     with np.errstate(divide="ignore"):
         time = np.where(rate > 0, 1.0 / np.where(rate > 0, rate, 1.0), np.inf)
     return _output(time)
@@ -165,7 +167,8 @@ def non_aligned_stability_threshold(
     ValueError, TypeError
         For an unknown activation (the message lists the valid names) or invalid strengths.
     """
-    check_activation(activation)
+    check_activation(activation, parameter="activation")
+    integer(n_nodes, "n_nodes", minimum=2)
     scale = np.asarray(best_rank_one_update(mu, nu)[0], dtype=float)
     return _output(stability_constant(activation, n_nodes) / scale**2)
 
@@ -216,18 +219,23 @@ def integrate_non_aligned_ode(
     ValueError, TypeError
         For invalid names, strengths or states.
     """
-    check_activation(activation)
+    check_activation(activation, parameter="activation")
     if teacher is not None:
-        check_target(teacher)
+        check_target(teacher, parameter="teacher")
     _check_strengths(mu, nu)
-    if method not in SOLVER_METHODS:
-        raise ValueError(f"unknown method {method!r}; valid methods: {', '.join(SOLVER_METHODS)}")
-    states = np.atleast_2d(real_array(initial_state, "initial_state"))
-    if states.ndim != 2 or states.shape[1] != 3:
+    choice(method, "method", SOLVER_METHODS)
+    states = np.atleast_2d(real_array(initial_state, "initial_state", ndim=(1, 2)))
+    if states.shape[1] != 3:
         raise ValueError(f"initial_state must be (u0, m0, p0) or rows of them, got shape {np.shape(initial_state)}")
     if np.any(states[:, 1] ** 2 + states[:, 2] ** 2 > 1):
         raise ValueError("initial_state must satisfy m0^2 + p0^2 <= 1")
     n_runs = states.shape[0]
+    real(final_time, "final_time", minimum=0.0, strict_minimum=True)
+    _check_noise_strength(noise_strength)
+    check_memory(integer(n_times, "n_times", minimum=2) * 10 * n_runs, "n_times", "the trajectories of every run")
+    choice(spacing, "spacing", SPACINGS)
+    real(rtol, "rtol", minimum=0.0, strict_minimum=True)
+    real(atol, "atol", minimum=0.0, strict_minimum=True)
 
     def rhs(t: float, y: np.ndarray) -> np.ndarray:
         u, m, p = y[:n_runs], y[n_runs:2 * n_runs], y[2 * n_runs:]
@@ -299,14 +307,19 @@ def curriculum_outcomes(
     ValueError, TypeError
         For invalid names, times or states.
     """
-    check_activation(activation)
-    check_target(first_teacher)
-    second = activation if second_teacher is None else check_target(second_teacher)
-    times = real_array(switch_times, "switch_times").ravel()
-    if times.size == 0 or np.any(times <= 0):
+    check_activation(activation, parameter="activation")
+    lora.check_pretraining_strength(mu)
+    check_target(first_teacher, parameter="first_teacher")
+    second = activation if second_teacher is None else check_target(second_teacher, parameter="second_teacher")
+    times = real_array(switch_times, "switch_times", ndim=(0, 1)).ravel()
+    if np.any(times <= 0):
         raise ValueError("switch_times must be a non-empty array of positive times")
-    if not np.isfinite(second_duration) or second_duration <= 0:
-        raise ValueError(f"second_duration must be positive, got {second_duration!r}")
+    real(initial_scale, "initial_scale")
+    real(initial_overlap, "initial_overlap", minimum=-1.0, maximum=1.0)
+    real(second_duration, "second_duration", minimum=0.0, strict_minimum=True)
+    _check_noise_strength(noise_strength)
+    real(risk_tolerance, "risk_tolerance", minimum=0.0, strict_minimum=True)
+    choice(method, "method", SOLVER_METHODS)
     # Stage 1 once, read at the sorted switching times (dense output through the grid's end points).
     grid = np.unique(np.concatenate([[0.0], times]))
     scale_1, overlap_1 = [float(initial_scale)], [float(initial_overlap)]
@@ -387,12 +400,9 @@ def adiabatic_overlap(
         For :math:`\\mu` outside :math:`(0, 1]`, :math:`|m_0| \\ge 1` or negative times.
     """
     mu_array = lora.check_pretraining_strength(mu)
-    m0 = real_array(initial_overlap, "initial_overlap")
-    t = real_array(time, "time")
-    if np.any(np.abs(m0) >= 1):
-        raise ValueError(f"initial_overlap must lie in (-1, 1), got {initial_overlap!r}")
-    if np.any(t < 0):
-        raise ValueError("time must be >= 0")
+    m0 = real_array(initial_overlap, "initial_overlap", nonempty=False, minimum=-1.0, strict_minimum=True,
+                    maximum=1.0, strict_maximum=True)
+    t = real_array(time, "time", nonempty=False, minimum=0.0)
     # S = sinh(g); computed through log to avoid overflow at long times.
     log_s = np.log(np.abs(m0) / np.sqrt(1 - m0**2) + 1e-300) + (1 - mu_array) ** 2 * t
     value = np.sign(m0) / np.sqrt(1 + np.exp(-2 * log_s))

@@ -38,7 +38,17 @@ import sympy as sp
 from lorabook.activations import activation as activation_function
 from lorabook.activations import activation_derivative
 from lorabook import sgd
-from lorabook.lora import MU, _gradient_factor_at, _teacher_name, check_pretraining_strength, escape_rate, linearization, linearization_sympy, search_time
+from lorabook.lora import (
+    MU,
+    _escape_rate,
+    _gradient_factor_at,
+    _teacher_name,
+    check_pretraining_strength,
+    linearization,
+    linearization_sympy,
+    search_time,
+)
+from lorabook.validation import boolean, check_memory, generator, integer, real, real_array
 
 _QUADRATURE_NODES = 400
 """Gauss-Legendre nodes on each half line of the truncated real line (see :func:`_half_line_rule`)."""
@@ -68,13 +78,9 @@ def unstable_direction(coefficient_a: float, coefficient_b: float) -> tuple[floa
     ValueError
         If a coefficient is not finite, or :math:`A = 0` with :math:`B \\le 0` (no unstable mode).
     """
-    try:
-        a, b = float(coefficient_a), float(coefficient_b)
-    except (TypeError, ValueError) as error:
-        raise TypeError(f"coefficients A and B must be real numbers, got {coefficient_a!r}, {coefficient_b!r}") from error
-    if not (np.isfinite(a) and np.isfinite(b)):
-        raise ValueError(f"coefficients A and B must be finite, got {a!r}, {b!r}")
-    rate = float(escape_rate(a, b))
+    a = real(coefficient_a, "coefficient_a")
+    b = real(coefficient_b, "coefficient_b")
+    rate = float(_escape_rate(a, b))
     if rate <= 0:
         raise ValueError(f"no unstable mode: lambda_+ = {rate} for A = {a}, B = {b} (need A != 0 or B > 0)")
     if a == 0.0:
@@ -110,14 +116,14 @@ def _normalised_hermite(n_max: int, z: np.ndarray) -> np.ndarray:
 
 
 def _check_terms(n_terms: object, lowest_order: object) -> tuple[int, int]:
-    for name, value in (("n_terms", n_terms), ("lowest_order", lowest_order)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
-    if n_terms < 0:
-        raise ValueError(f"n_terms (the truncation degree N) must be >= 0, got {n_terms}")
+    # N = 0 keeps only the mean term k = 0, which does not depend on rho (F_rho = 0): no overlap
+    # enters the series, so the truncation degree must be at least 1.
+    n_terms = integer(n_terms, "n_terms", minimum=1)
+    check_memory(n_terms * 2 * _QUADRATURE_NODES, "n_terms", "the table of Hermite polynomials at the nodes")
+    lowest_order = integer(lowest_order, "lowest_order", minimum=None)
     if lowest_order not in (0, 1):
         raise ValueError(f"lowest_order must be 0 (full series) or 1 (series without the k = 0 mean term), got {lowest_order}")
-    return int(n_terms), int(lowest_order)
+    return n_terms, lowest_order
 
 
 def hermite_series_linearization(
@@ -166,7 +172,8 @@ def hermite_series_linearization(
     mu
         Pre-training strength(s) in ``(0, 1]``.
     n_terms
-        Truncation degree :math:`N \\ge 0`.
+        Truncation degree :math:`N \\ge 1` (at :math:`N = 0` the series would not depend on
+        :math:`\\rho` at all).
     teacher
         Teacher activation name; ``None`` for the same as the student.
     lowest_order
@@ -182,7 +189,7 @@ def hermite_series_linearization(
     Raises
     ------
     ValueError, TypeError
-        For an unknown activation name, ``mu`` outside ``(0, 1]``, a negative or non-integer
+        For an unknown activation name, ``mu`` outside ``(0, 1]``, a non-positive or non-integer
         ``n_terms`` or ``lowest_order`` not in ``(0, 1)``.
     """
     teacher_name = _teacher_name(activation, teacher)
@@ -224,7 +231,7 @@ def hermite_series_search_time(
     for :func:`hermite_series_linearization`.
     """
     coefficient_a, coefficient_b = hermite_series_linearization(activation, mu, n_terms, teacher, lowest_order)
-    rate = np.asarray(escape_rate(coefficient_a, coefficient_b), dtype=float)
+    rate = np.asarray(_escape_rate(coefficient_a, coefficient_b), dtype=float)
     with np.errstate(divide="ignore"):
         time = np.where(rate > 0, 1.0 / np.where(rate > 0, rate, 1.0), np.inf)
     return float(time) if time.ndim == 0 else time
@@ -251,11 +258,9 @@ def discrete_search_time(search_time: float | np.ndarray, learning_rate: float) 
     ValueError
         For a non-positive ``search_time`` or a non-positive or non-finite ``learning_rate``.
     """
-    tau = np.asarray(search_time, dtype=float)
-    if np.any(~(tau > 0)):
-        raise ValueError(f"search_time must be positive, got {search_time!r}")
-    if not np.isfinite(learning_rate) or learning_rate <= 0:
-        raise ValueError(f"learning_rate must be positive and finite, got {learning_rate!r}")
+    tau = real_array(search_time, "search_time", nonempty=False, minimum=0.0, strict_minimum=True,
+                     allow_infinite=True)
+    learning_rate = real(learning_rate, "learning_rate", minimum=0.0, strict_minimum=True)
     with np.errstate(divide="ignore"):
         value = learning_rate / np.log1p(learning_rate / tau)
     return float(value) if value.ndim == 0 else value
@@ -289,8 +294,8 @@ def escape_time_slope(dimensions: object, escape_times: object) -> tuple[float, 
         If the shapes do not match, a time is not finite (censored runs must be handled first),
         a dimension is not positive, or fewer than two distinct dimensions or three runs are given.
     """
-    times = np.asarray(escape_times, dtype=float)
-    dims = np.asarray(dimensions, dtype=float)
+    times = real_array(escape_times, "escape_times", ndim=(1, 2), allow_infinite=True)
+    dims = real_array(dimensions, "dimensions", ndim=1, allow_infinite=True)
     if times.ndim == 2 and dims.ndim == 1 and dims.size == times.shape[0]:
         dims = np.repeat(dims, times.shape[1])
         times = times.ravel()
@@ -401,9 +406,9 @@ def output_gradient_moment(
     TypeError
         If ``antithetic`` is not a bool.
     """
-    value = _scalar_strength(mu)
     teacher_name = _teacher_name(activation, teacher)
-    _check_flag("antithetic", antithetic)
+    value = _scalar_strength(mu)
+    boolean(antithetic, "antithetic")
     if antithetic:
         student, first, target = (activation_function(activation), activation_derivative(activation),
                                   activation_function(teacher_name))
@@ -412,11 +417,6 @@ def output_gradient_moment(
         h_minus = (student(-value * nodes) - target(-nodes)) * first(-value * nodes)
         return float(0.5 * weights @ (h_plus - h_minus) ** 2)
     return float(_gradient_factor_at(activation, teacher_name, np.array(value**2), np.array(value), np.array(0.0)))
-
-
-def _check_flag(name: str, value: object) -> None:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False, got {type(value).__name__}")
 
 
 def _scalar_strength(mu: object) -> float:
@@ -510,13 +510,15 @@ def measure_search_time(
     TypeError
         If ``antithetic`` is not a bool.
     """
+    _teacher_name(activation, teacher)
     value = _scalar_strength(mu)
-    _check_flag("antithetic", antithetic)
-    if isinstance(n_seeds, bool) or not isinstance(n_seeds, (int, np.integer)) or n_seeds < 2:
-        raise ValueError(f"n_seeds must be an integer >= 2 (for a standard error), got {n_seeds!r}")
+    boolean(antithetic, "antithetic")
+    n_seeds = integer(n_seeds, "n_seeds", minimum=2)  # at least 2, for a standard error
+    check_memory(8 * n_seeds, "n_seeds", "the two runs' states of every seed")
+    generator(seed, "seed")
     for label, number in (("noise_factor", noise_factor), ("amplitude", amplitude), ("growth", growth)):
-        if not np.isfinite(number) or number <= 0:
-            raise ValueError(f"{label} must be positive and finite, got {number!r}")
+        real(number, label, minimum=0.0, strict_minimum=True)
+    integer(dimension, "dimension", minimum=3)
     coefficient_a, coefficient_b = linearization(activation, value, teacher)
     e_u, e_m = unstable_direction(coefficient_a, coefficient_b)
     tau = float(search_time(activation, value, teacher))

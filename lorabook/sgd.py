@@ -65,10 +65,13 @@ import numpy as np
 
 from lorabook.activations import activation as activation_function
 from lorabook.activations import activation_derivative, check_target
-from lorabook._seeds import as_generator
+from lorabook.validation import boolean, check_memory, choice, generator, integer, real, real_array
 
 SIMULATORS: tuple[str, ...] = ("full", "reduced")
 """Valid ``simulator`` names for :func:`simulate_sgd`."""
+
+SPACINGS: tuple[str, ...] = ("log", "linear")
+"""Valid ``spacing`` names of :func:`record_steps`."""
 
 _CHUNK_FLOATS = 2**21
 """Gaussian numbers drawn per chunk (16 MB of float64): large enough to amortise the calls."""
@@ -133,24 +136,51 @@ def _check_settings(
     """Validate the common simulator settings and return the teacher's name.
 
     ``min_dimension`` is 3 here (the plane of w_* and v plus the rest); models that track one
-    more direction (lorabook.non_aligned) need 4.
+    more direction (lorabook.non_aligned) need 4. Every message names the parameter as the
+    simulators spell it (``pretraining_strength`` for :math:`\\mu`).
     """
-    check_target(activation)
-    teacher = activation if teacher is None else check_target(teacher)
-    for name, value, minimum in (("dimension", dimension, min_dimension), ("batch_size", batch_size, 1),
-                                 ("n_steps", n_steps, 0), ("n_seeds", n_seeds, 1)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
-        if value < minimum:
-            raise ValueError(f"{name} must be at least {minimum}, got {value}")
-    if not np.isfinite(learning_rate) or learning_rate <= 0:
-        raise ValueError(f"learning_rate must be positive and finite, got {learning_rate!r}")
-    if not np.isfinite(pretraining_strength) or not 0 <= pretraining_strength <= 1:
-        raise ValueError(f"pretraining_strength mu must lie in [0, 1], got {pretraining_strength!r}")
-    scale = np.asarray(initial_scale, dtype=float)
-    if scale.shape not in ((), (n_seeds,)) or not np.all(np.isfinite(scale)):
-        raise ValueError(f"initial_scale must be a finite number or an array of n_seeds numbers, got {initial_scale!r}")
+    check_target(activation, parameter="activation")
+    teacher = activation if teacher is None else check_target(teacher, parameter="teacher")
+    integer(dimension, "dimension", minimum=min_dimension)
+    integer(batch_size, "batch_size")
+    integer(n_steps, "n_steps", minimum=0)
+    n_seeds = integer(n_seeds, "n_seeds")
+    real(learning_rate, "learning_rate", minimum=0.0, strict_minimum=True)
+    real(pretraining_strength, "pretraining_strength", minimum=0.0, maximum=1.0)
+    scale = real_array(initial_scale, "initial_scale")
+    if scale.shape not in ((), (n_seeds,)):
+        raise ValueError(f"initial_scale must be a finite number or an array of n_seeds = {n_seeds} numbers, got "
+                         f"shape {scale.shape}")
     return teacher
+
+
+def _check_sizes(n_seeds: int, batch_size: int, n_steps: int, n_records: int, spacing: str,
+                 samples_per_seed: int) -> None:
+    """Refuse recording grids and batches that would not fit in memory (before anything is drawn).
+
+    ``samples_per_seed`` is the number of Gaussian numbers a step draws per seed and sample
+    (2 for the reduced simulators, 3 for the non-aligned one).
+    """
+    n_records = integer(n_records, "n_records", minimum=2)
+    choice(spacing, "spacing", SPACINGS)
+    check_memory(3 * n_records, "n_records", "the recording grid")
+    check_memory(n_seeds, "n_seeds", "one state per seed")
+    check_memory(4 * n_seeds * min(n_records, n_steps + 1), "n_seeds", "the recorded states of every seed")
+    check_memory(2 * samples_per_seed * n_seeds * batch_size, "batch_size", "one step's samples of every seed")
+
+
+def _check_initial_overlap(initial_overlap: object, n_seeds: int) -> None:
+    """None, ``"positive"``, or numbers in [-1, 1] that broadcast to one per seed."""
+    if initial_overlap is None or (isinstance(initial_overlap, str) and initial_overlap == "positive"):
+        return
+    if isinstance(initial_overlap, str):
+        raise ValueError(f"initial_overlap must be None, 'positive', a number or an array; got {initial_overlap!r}")
+    values = real_array(initial_overlap, "initial_overlap", minimum=-1.0, maximum=1.0)
+    try:
+        np.broadcast_shapes(values.shape, (n_seeds,))
+    except ValueError:
+        raise ValueError(f"initial_overlap must be one number or n_seeds = {n_seeds} numbers, got shape "
+                         f"{values.shape}") from None
 
 
 def record_steps(n_steps: int, n_records: int = 200, spacing: str = "log") -> np.ndarray:
@@ -158,11 +188,17 @@ def record_steps(n_steps: int, n_records: int = 200, spacing: str = "log") -> np
 
     ``spacing="log"`` spaces them geometrically from step 1 (for long search phases),
     ``"linear"`` evenly from 0 (``n_records`` steps when ``n_records - 1`` divides ``n_steps``).
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a negative or non-integer ``n_steps``, ``n_records < 2`` (or too many to fit in
+        memory) or an unknown ``spacing``.
     """
-    if isinstance(n_records, bool) or not isinstance(n_records, (int, np.integer)) or n_records < 2:
-        raise ValueError(f"n_records must be an integer >= 2, got {n_records!r}")
-    if spacing not in ("log", "linear"):
-        raise ValueError(f"spacing must be 'log' or 'linear', got {spacing!r}")
+    n_steps = integer(n_steps, "n_steps", minimum=0)
+    n_records = integer(n_records, "n_records", minimum=2)
+    check_memory(3 * n_records, "n_records", "the recording grid")
+    choice(spacing, "spacing", SPACINGS)
     if n_steps == 0:
         return np.zeros(1, dtype=np.int64)
     if spacing == "log":
@@ -185,17 +221,26 @@ def initial_overlaps(
         (density :math:`\\propto (1 - m^2)^{(d-3)/2}`, so :math:`m_0 \\approx \\mathcal N(0, 1/d)`);
         ``"positive"``: the same law conditioned on :math:`m_0 > 0` (i.e. :math:`|m_0|`);
         a number or an array of ``n_seeds`` numbers in :math:`[-1, 1]`: those values.
+
+    Raises
+    ------
+    TypeError, ValueError
+        If ``rng`` is not a :class:`numpy.random.Generator`, ``dimension < 2``, ``n_seeds < 1``
+        (or too many to fit in memory) or ``initial_overlap`` is not one of the forms above.
     """
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__} {rng!r}")
+    integer(dimension, "dimension", minimum=2)
+    n_seeds = integer(n_seeds, "n_seeds")
+    check_memory(n_seeds, "n_seeds", "one overlap per seed")
+    _check_initial_overlap(initial_overlap, n_seeds)
     if initial_overlap is None or (isinstance(initial_overlap, str) and initial_overlap == "positive"):
         half = (dimension - 1) / 2
         values = 2.0 * rng.beta(half, half, size=n_seeds) - 1.0
         return np.abs(values) if initial_overlap == "positive" else values
     if isinstance(initial_overlap, str):
         raise ValueError(f"initial_overlap must be None, 'positive', a number or an array; got {initial_overlap!r}")
-    values = np.broadcast_to(np.asarray(initial_overlap, dtype=float), (n_seeds,)).copy()
-    if not np.all(np.isfinite(values)) or np.any(np.abs(values) > 1):
-        raise ValueError("initial_overlap values must lie in [-1, 1]")
-    return values
+    return np.broadcast_to(np.asarray(initial_overlap, dtype=float), (n_seeds,)).copy()
 
 
 class _Recorder:
@@ -332,9 +377,15 @@ def simulate_reduced(
 
 
 def simulate_sgd(simulator: str, activation: str, **settings) -> SGDResult:
-    """Dispatch to :func:`simulate_full` (``"full"``) or :func:`simulate_reduced` (``"reduced"``)."""
-    if simulator not in SIMULATORS:
-        raise ValueError(f"unknown simulator {simulator!r}; valid simulators: {', '.join(SIMULATORS)}")
+    """Dispatch to :func:`simulate_full` (``"full"``) or :func:`simulate_reduced` (``"reduced"``).
+
+    Raises
+    ------
+    TypeError, ValueError
+        For an unknown ``simulator`` (the message lists the valid ones) or invalid ``settings``
+        (those of :func:`simulate_full`).
+    """
+    choice(simulator, "simulator", SIMULATORS)
     function = simulate_full if simulator == "full" else simulate_reduced
     return function(activation, **settings)
 
@@ -346,16 +397,22 @@ def _simulate(
 ) -> SGDResult:
     teacher = _check_settings(activation, teacher, dimension, learning_rate, batch_size, n_steps,
                               n_seeds, pretraining_strength, initial_scale)
-    if not isinstance(antithetic, (bool, np.bool_)):
-        raise TypeError(f"antithetic must be True or False, got {type(antithetic).__name__}")
+    boolean(antithetic, "antithetic")
     if antithetic and batch_size % 2:
         raise ValueError("antithetic batches pair each sample with its mirror image: batch_size must be even, "
                          f"got {batch_size}")
-    if escape_threshold is not None and not 0 < escape_threshold <= 1:
-        raise ValueError(f"escape_threshold must lie in (0, 1], got {escape_threshold!r}")
+    boolean(train_scale, "train_scale")
+    boolean(escape_on_magnitude, "escape_on_magnitude")
+    boolean(stop_when_escaped, "stop_when_escaped")
+    if escape_threshold is not None:
+        real(escape_threshold, "escape_threshold", minimum=0.0, strict_minimum=True, maximum=1.0)
     if stop_when_escaped and escape_threshold is None:
         raise ValueError("stop_when_escaped needs an escape_threshold")
-    rng = as_generator(seed)
+    _check_initial_overlap(initial_overlap, int(n_seeds))
+    _check_sizes(int(n_seeds), int(batch_size), int(n_steps), n_records, spacing, 2)
+    if simulator == "full":
+        check_memory(3 * int(n_seeds) * int(dimension), "dimension", "the directions of every seed")
+    rng = generator(seed, "seed")
     m0 = initial_overlaps(rng, dimension, n_seeds, initial_overlap)
     recorder = _Recorder(record_steps(n_steps, n_records, spacing), n_seeds,
                          None if escape_threshold is None else float(escape_threshold), escape_on_magnitude)
@@ -482,9 +539,28 @@ def escape_time(result: SGDResult, threshold: float, on_magnitude: bool = True) 
 
     Resolution is that of the recording grid (use ``escape_threshold`` in the simulators for
     step resolution). Seeds that never reach it get ``numpy.inf``.
+
+    Parameters
+    ----------
+    result
+        A simulation result with ``overlap`` (seeds x records) and ``time`` (records), e.g. an
+        :class:`SGDResult`.
+    threshold
+        In ``(0, 1]``.
+    on_magnitude
+        Whether :math:`|m|` (the default) or :math:`m` is compared with ``threshold``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a ``result`` without those arrays, a ``threshold`` outside ``(0, 1]`` or a
+        non-bool ``on_magnitude``.
     """
-    if not 0 < threshold <= 1:
-        raise ValueError(f"threshold must lie in (0, 1], got {threshold!r}")
+    if not (hasattr(result, "overlap") and hasattr(result, "time")):
+        raise TypeError(f"result must be a simulation result with overlap and time arrays (an SGDResult), got "
+                        f"{type(result).__name__}")
+    real(threshold, "threshold", minimum=0.0, strict_minimum=True, maximum=1.0)
+    boolean(on_magnitude, "on_magnitude")
     value = np.abs(result.overlap) if on_magnitude else result.overlap
     reached = value >= threshold
     first = np.argmax(reached, axis=1)

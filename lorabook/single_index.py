@@ -24,7 +24,9 @@ renormalisation (the squared norm of the gradient is :math:`\\approx d\\,\\mathb
 
 For polynomial activations (``"linear"`` and ``"He1"`` to ``"He10"``) every expectation is an exact
 polynomial obtained with :func:`lorabook.gaussian.gaussian_expectation_sympy`; the numeric
-functions lambdify those same expressions. Other activations raise :class:`NotImplementedError`.
+functions lambdify those same expressions. Other activations raise
+:class:`lorabook.validation.UnsupportedChoiceError` (a :class:`ValueError`, also a
+:class:`NotImplementedError`).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ import sympy as sp
 from lorabook.activations import activation_sympy, check_activation, is_polynomial
 from lorabook.gaussian import gaussian_expectation_sympy
 from lorabook.kernels import squared_error_risk_sympy
+from lorabook.validation import UnsupportedChoiceError, boolean, real, real_array
 
 Q = sp.Symbol("q", positive=True)
 """Variance of the student preactivation, :math:`q = \\lVert w\\rVert^2`."""
@@ -54,13 +57,13 @@ _LAMBDA_STAR = sp.Symbol("lambda_star", real=True)
 
 def _names(activation: str, teacher: str | None) -> tuple[str, str]:
     """Validate the names; the teacher defaults to the student activation."""
-    check_activation(activation)
-    teacher = activation if teacher is None else check_activation(teacher)
-    for name in (activation, teacher):
+    check_activation(activation, parameter="activation")
+    teacher = activation if teacher is None else check_activation(teacher, parameter="teacher")
+    for parameter, name in (("activation", activation), ("teacher", teacher)):
         if not is_polynomial(name):
-            raise NotImplementedError(
-                f"the exact overlap ODE is implemented for polynomial activations only "
-                f"('linear', 'He1'...'He10'); got {name!r}"
+            raise UnsupportedChoiceError(
+                f"{parameter}={name!r}: the exact overlap ODE is implemented for polynomial activations only; "
+                f"supported names: 'linear', 'He1'...'He10'"
             )
     return activation, teacher
 
@@ -146,10 +149,8 @@ def overlap_ode_sympy(
 
 
 def _check_noise_strength(noise_strength: float) -> float:
-    value = float(noise_strength)
-    if not np.isfinite(value) or value < 0:
-        raise ValueError(f"noise_strength (delta = eta d / B) must be finite and >= 0, got {noise_strength!r}")
-    return value
+    """delta = eta d / B, a finite number >= 0."""
+    return real(noise_strength, "noise_strength", minimum=0.0)
 
 
 @lru_cache(maxsize=None)
@@ -177,8 +178,9 @@ def overlap_ode_rhs(
     callable
         ``f(t, m)`` returning an array shaped like ``m`` (``t`` is ignored: the ODE is autonomous).
     """
+    names = _names(activation, teacher)
     delta = _check_noise_strength(noise_strength)
-    function = _lambdified_ode(*_names(activation, teacher), include_correction)
+    function = _lambdified_ode(*names, boolean(include_correction, "include_correction"))
 
     def rhs(t: float, m: np.ndarray) -> np.ndarray:
         m = np.asarray(m, dtype=float)
@@ -192,10 +194,9 @@ def risk(activation: str, overlap: float | np.ndarray, teacher: str | None = Non
 
     For :math:`s = s_\\star = \\mathrm{He}_k`, :math:`R(m) = k!\\,(1 - m^k)`.
     """
-    overlap = np.asarray(overlap, dtype=float)
-    if np.any(np.abs(overlap) > 1):
-        raise ValueError("overlap m must lie in [-1, 1]")
-    function = sp.lambdify(M, risk_sympy(*_names(activation, teacher)), modules="numpy")
+    names = _names(activation, teacher)
+    overlap = real_array(overlap, "overlap", nonempty=False, minimum=-1.0, maximum=1.0)
+    function = sp.lambdify(M, risk_sympy(*names), modules="numpy")
     return np.asarray(function(overlap), dtype=float) + 0.0 * overlap
 
 
@@ -241,8 +242,7 @@ def critical_noise_strength(
     :math:`k = 1` the drift at :math:`m = 0` is :math:`O(1)` and the formula returns
     :math:`2a/(b m_0)`, which is not a constraint in the search phase.
     """
+    _names(activation, teacher)
+    m0 = real(initial_overlap, "initial_overlap", minimum=0.0, strict_minimum=True, maximum=1.0)
     k, a, b = small_overlap_coefficients(activation, teacher)
-    m0 = float(initial_overlap)
-    if not 0 < m0 <= 1:
-        raise ValueError(f"initial_overlap must lie in (0, 1], got {initial_overlap!r}")
     return float(2 * a * m0 ** (k - 2) / b)
