@@ -254,7 +254,7 @@ def test_ci_runs_the_readme_commands_in_a_venv_in_the_repository_root() -> None:
         "python -m pip install -r requirements.txt && jupyter-book build . -W -n --keep-going",
         "python -m lorabook.publishing check-site _build/html",
         "python -m lorabook.publishing student-edition",
-        "python -m lorabook.publishing check-site _build/student/html --edition student",
+        "python -m lorabook.publishing check-site _build/student/html --edition student --http-only",
         "python -m lorabook.publishing handouts",
         "python -m lorabook.publishing check-binder",
     ]
@@ -332,7 +332,7 @@ def test_a_killed_reexecution_leaves_every_notebook_old_or_new(tmp_path: Path, s
     # Killed at moments spread over the run (start-up, kernel, execution, writing): the chapter
     # is always a valid notebook, either untouched or completely executed.
     outcomes = set()
-    for index, delay in enumerate([0.2, 0.6, 1.0, 1.4, 1.8, 2.2, 2.6, 3.0, 4.0, 6.0]):
+    for index, delay in enumerate([0.3, 1.2, 2.0, 2.8, 6.0]):
         folder = tmp_path / str(index)
         folder.mkdir()
         chapter, before = _interrupt_reexecution(folder, signum, delay)
