@@ -189,6 +189,22 @@ def check_target(name: object, *, parameter: str = "name") -> str:
                      f"{', '.join(ACTIVATION_NAMES)}, or composite targets {_TARGET_HELP}")
 
 
+def resolve_teacher(activation: object, teacher: object = None) -> str:
+    """Validate a student and a teacher name and return the teacher's (``None``: the student's).
+
+    Students and teachers may both be composite names (e.g. the two-term target ``"He3+He5"``
+    as its own student).
+
+    Raises
+    ------
+    TypeError, ValueError
+        If either name is not a valid activation or target name (see :func:`check_target`); the
+        message names the parameter, ``activation`` or ``teacher``.
+    """
+    check_target(activation, parameter="activation")
+    return activation if teacher is None else check_target(teacher, parameter="teacher")
+
+
 def is_composite(name: str) -> bool:
     """Whether ``name`` is a composite target (squared activation or Hermite combination)."""
     return check_target(name) not in ACTIVATION_NAMES

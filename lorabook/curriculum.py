@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lorabook.activations import check_target
-from lorabook.lora import _check_noise_strength, check_pretraining_strength
+from lorabook.lora import check_noise_strength, check_pretraining_strength
 from lorabook.lora_dynamics import integrate_lora_ode
 from lorabook.sgd import SIMULATORS, SGDResult, simulate_sgd
 from lorabook.validation import check_memory, choice, generator, integer, real, real_array
@@ -163,7 +163,7 @@ def integrate_curriculum_ode(
     checked = _check_stages(stages, "duration")
     real(initial_scale, "initial_scale")
     real(initial_overlap, "initial_overlap", minimum=-1.0, maximum=1.0)
-    _check_noise_strength(noise_strength)
+    check_noise_strength(noise_strength)
     n_times = integer(n_times, "n_times", minimum=2)
     check_memory(3 * n_times * len(checked), "n_times", "the trajectory of every stage")
     state = np.array([float(initial_scale), float(initial_overlap)])

@@ -38,11 +38,10 @@ import numpy as np
 from scipy import integrate
 
 from lorabook.activations import activation as activation_function
-from lorabook.activations import activation_derivative
+from lorabook.activations import activation_derivative, resolve_teacher
 from lorabook.lora import (
-    _gradient_factor_at,
-    _teacher_name,
     check_pretraining_strength,
+    gradient_factor_of_covariances,
     linearization,
     risk_derivatives,
 )
@@ -70,7 +69,7 @@ def strength_velocity(activation: str, strength: float | np.ndarray, teacher: st
     ValueError
         For unknown names or a strength outside :math:`(0, 1]`.
     """
-    _teacher_name(activation, teacher)
+    resolve_teacher(activation, teacher)
     check_pretraining_strength(strength, parameter="strength")
     coefficient_a, _ = linearization(activation, strength, teacher)
     return np.asarray(coefficient_a, dtype=float)
@@ -125,7 +124,7 @@ def integrate_strength_flow(
         For unknown names, :math:`\\mu` outside :math:`(0, 1]`, bad times, or a path leaving
         :math:`(0, 1]`.
     """
-    name = _teacher_name(activation, teacher)
+    name = resolve_teacher(activation, teacher)
     mu = _scalar_strength(pretraining_strength, "pretraining_strength")
     grid = _check_times(times)
     _check_tolerances(rtol, atol)
@@ -158,7 +157,7 @@ def strength_flow_time(activation: str, start: float, end: float, teacher: str |
         For strengths outside :math:`(0, 1]`, equal strengths, or an :math:`A` that vanishes or has the
         wrong sign on the interval.
     """
-    name = _teacher_name(activation, teacher)
+    name = resolve_teacher(activation, teacher)
     c0, c1 = _scalar_strength(start, "start"), _scalar_strength(end, "end")
     if c0 == c1:
         raise ValueError("start and end strengths must differ")
@@ -210,7 +209,7 @@ def full_finetuning_ode_rhs(activation: str, overlap: float, norm_squared: float
         For unknown names, :math:`\\rho` outside :math:`(0, 1]`, a non-finite :math:`q`,
         :math:`q < \\rho^2` or a negative noise strength.
     """
-    name = _teacher_name(activation, teacher)
+    name = resolve_teacher(activation, teacher)
     rho = real(overlap, "overlap", minimum=0.0, strict_minimum=True, maximum=1.0)
     q = real(norm_squared, "norm_squared", minimum=0.0)
     if not q >= rho**2 - 1e-12:
@@ -221,7 +220,7 @@ def full_finetuning_ode_rhs(activation: str, overlap: float, norm_squared: float
     d_rho = -(2.0 * f_q * rho + f_rho)
     d_q = -2.0 * (2.0 * f_q * q + f_rho * rho)
     if delta > 0:
-        d_q += delta * float(_gradient_factor_at(activation, name, np.array(q), np.array(rho), np.array(off_line)))
+        d_q += delta * float(gradient_factor_of_covariances(activation, rho, off_line, name))
     return float(d_rho), float(d_q)
 
 
@@ -245,7 +244,7 @@ def integrate_full_finetuning_ode(
     ValueError
         As :func:`integrate_strength_flow`, and for a negative noise strength.
     """
-    name = _teacher_name(activation, teacher)
+    name = resolve_teacher(activation, teacher)
     mu = _scalar_strength(pretraining_strength, "pretraining_strength")
     grid = _check_times(times)
     real(noise_strength, "noise_strength", minimum=0.0)

@@ -211,8 +211,19 @@ def _symmetric_pair(f: str, g: str) -> tuple[str, str, bool]:
     return f, g, False
 
 
+def closed_form_family(name: str) -> str | None:
+    """``"polynomial"``, ``"erf"`` or ``"relu"`` for the names with closed-form kernels, else ``None``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        If ``name`` is not a valid activation or target name.
+    """
+    check_target(name)
+    return _closed_form_family(name)
+
+
 def _closed_form_family(name: str) -> str | None:
-    """"polynomial", "erf" or "relu" for the names with closed-form kernels, else None."""
     if is_polynomial(name):
         return "polynomial"
     return name if name in ("erf", "relu") else None
@@ -234,7 +245,7 @@ def _has_closed_form(f: str, g: str) -> bool:
     return _closed_form_family(f) is not None and _closed_form_family(g) is not None
 
 
-_CLOSED_FORM_NAMES = ("polynomials ('linear', 'He1'..'He10', their sums and squares), 'erf' and 'relu' "
+CLOSED_FORM_NAMES = ("polynomials ('linear', 'He1'..'He10', their sums and squares), 'erf' and 'relu' "
                       "(not 'sigmoid', 'erf^2', 'relu^2' or 'sigmoid^2')")
 """The names whose pairs have closed-form kernels, for messages."""
 
@@ -304,7 +315,7 @@ def correlation_kernel_sympy(
         raise UnsupportedChoiceError(
             f"{unsupported}={(f if unsupported == 'f' else g)!r}: no closed-form Gaussian kernel for ({f!r}, {g!r}): "
             f"pairs involving the sigmoid or a non-polynomial composite target have none; supported names: "
-            f"{_CLOSED_FORM_NAMES}; use correlation_kernel (2-D Gauss-Hermite quadrature) or "
+            f"{CLOSED_FORM_NAMES}; use correlation_kernel (2-D Gauss-Hermite quadrature) or "
             "correlation_kernel_with_error"
         )
     expr = _kernel_in_standard_symbols(f, g)
@@ -347,7 +358,7 @@ def squared_error_risk_sympy(student: str, teacher: str, q: object, rho: object)
     for name, value in (("student", student), ("teacher", teacher)):
         if _closed_form_family(value) is None:
             raise UnsupportedChoiceError(f"{name}={value!r} has no closed-form kernels (so no exact risk); "
-                                         f"supported names: {_CLOSED_FORM_NAMES}")
+                                         f"supported names: {CLOSED_FORM_NAMES}")
     return sp.Rational(1, 2) * (
         correlation_kernel_sympy(student, student, q, q, q)
         - 2 * correlation_kernel_sympy(student, teacher, q, rho, 1)

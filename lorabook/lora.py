@@ -72,22 +72,17 @@ from lorabook.activations import (
     activation_sympy,
     check_target,
     is_polynomial,
+    resolve_teacher,
+    squared_base,
 )
-from lorabook.activations import _squared_base as squared_base
 from lorabook.gaussian import gaussian_expectation_sympy, half_line_expectation_sympy
+from lorabook.overlap_equations import F_Q, F_RHO, OverlapModel, TrainedVector, overlap_equations
 from lorabook.validation import UnsupportedChoiceError, check_memory, integer, real_array
 
 MU = sp.Symbol("mu", positive=True)
 """The pre-training strength symbol used in every expression of this module."""
 
 _Z = sp.Symbol("z", real=True)
-
-
-def _teacher_name(activation: str, teacher: str | None) -> str:
-    # Students and teachers may both be composite names (e.g. the two-term target "He3+He5" as
-    # its own student); see lorabook.activations.
-    check_target(activation, parameter="activation")
-    return activation if teacher is None else check_target(teacher, parameter="teacher")
 
 
 def check_pretraining_strength(mu: object, *, parameter: str = "mu") -> np.ndarray:
@@ -149,7 +144,7 @@ def pretrained_risk_derivatives_sympy(activation: str, teacher: str | None = Non
         non-polynomial activations (erf with ReLU, where sympy's integration does not finish in
         reasonable time); :func:`linearization` evaluates those by quadrature.
     """
-    teacher_name = _teacher_name(activation, teacher)
+    teacher_name = resolve_teacher(activation, teacher)
     if not _closed_form_linearization_pair(activation, teacher_name):
         which = "activation" if activation == "sigmoid" or (teacher is None) else "teacher"
         raise UnsupportedChoiceError(
@@ -173,14 +168,74 @@ def pretrained_risk_derivatives_sympy(activation: str, teacher: str | None = Non
     return sp.simplify(risk_q), sp.simplify(risk_rho)
 
 
+def linearization_coefficients_sympy() -> tuple[sp.Expr, sp.Expr]:
+    r"""The coefficients :math:`(A, B)` of the search-phase matrix, in :data:`MU` and the symbols
+    :data:`~lorabook.overlap_equations.F_Q`, :data:`~lorabook.overlap_equations.F_RHO`.
+
+    They are the entries of the Jacobian of the overlap drift at :math:`(u, m) = (0, 0)` that
+    :func:`lorabook.overlap_equations.overlap_equations` derives for :data:`MODEL`,
+
+    .. math:: \begin{pmatrix} B & A \\ A & 0 \end{pmatrix}, \qquad
+              A = -(2\mu F_q + F_\rho), \quad B = -2F_q;
+
+    the symmetric form is checked here, not assumed.
+    """
+    jacobian = overlap_equations(MODEL).linearization
+    if sp.expand(jacobian[1, 0] - jacobian[0, 1]) != 0 or jacobian[1, 1] != 0:
+        raise AssertionError(f"the search-phase Jacobian is not of the form [[B, A], [A, 0]]: {jacobian}")
+    return jacobian[0, 1], jacobian[0, 0]
+
+
+def linearization_from_risk_derivatives(
+    mu: float | np.ndarray, risk_q: float | np.ndarray, risk_rho: float | np.ndarray,
+) -> tuple[float | np.ndarray, float | np.ndarray]:
+    r"""The coefficients :math:`(A, B)` for given :math:`(F_q, F_\rho)` at the pre-trained point.
+
+    The lambdified :func:`linearization_coefficients_sympy`, for callers that compute
+    :math:`F_q, F_\rho` their own way (quadrature, Hermite series).
+
+    Parameters
+    ----------
+    mu
+        Pre-training strength(s) in ``(0, 1]``.
+    risk_q, risk_rho
+        :math:`F_q` and :math:`F_\rho` at :math:`q = \mu^2`, :math:`\rho = \mu`; finite, broadcasting
+        with ``mu``.
+
+    Returns
+    -------
+    (A, B)
+        Floats for scalar input, arrays of the broadcast shape otherwise.
+
+    Raises
+    ------
+    ValueError, TypeError
+        For ``mu`` outside ``(0, 1]``, non-finite derivatives or shapes that do not broadcast.
+    """
+    mu = check_pretraining_strength(mu)
+    risk_q = real_array(risk_q, "risk_q", nonempty=False)
+    risk_rho = real_array(risk_rho, "risk_rho", nonempty=False)
+    try:
+        shape = np.broadcast_shapes(mu.shape, risk_q.shape, risk_rho.shape)
+    except ValueError:
+        raise ValueError(f"mu, risk_q and risk_rho must broadcast to one shape, got shapes {mu.shape}, "
+                         f"{risk_q.shape} and {risk_rho.shape}") from None
+    jacobian = overlap_equations(MODEL).linearization_function(mu, risk_q, risk_rho)
+    return (_as_output(np.broadcast_to(np.asarray(jacobian[0][1], dtype=float), shape), shape),
+            _as_output(np.broadcast_to(np.asarray(jacobian[0][0], dtype=float), shape), shape))
+
+
 @lru_cache(maxsize=None)
 def linearization_sympy(activation: str, teacher: str | None = None) -> tuple[sp.Expr, sp.Expr]:
-    """Exact coefficients :math:`A(\\mu) = -(2\\mu F_q + F_\\rho)` and :math:`B(\\mu) = -2F_q`.
+    r"""Exact coefficients :math:`A(\mu) = -(2\mu F_q + F_\rho)` and :math:`B(\mu) = -2F_q`.
 
-    See :func:`pretrained_risk_derivatives_sympy` for the arguments and errors.
+    :func:`linearization_coefficients_sympy` with :math:`(F_q, F_\rho)` from
+    :func:`pretrained_risk_derivatives_sympy`. See there for the arguments and errors.
     """
     risk_q, risk_rho = pretrained_risk_derivatives_sympy(activation, teacher)
-    return sp.simplify(-(2 * MU * risk_q + risk_rho)), sp.simplify(-2 * risk_q)
+    coefficient_a, coefficient_b = linearization_coefficients_sympy()
+    values = {F_Q: risk_q, F_RHO: risk_rho}
+    return sp.simplify(coefficient_a.subs(values)), sp.simplify(coefficient_b.subs(values))
 
 
 @lru_cache(maxsize=None)
@@ -237,7 +292,7 @@ def _quadrature_linearization(activation: str, teacher: str, mu: float) -> tuple
             lambda z: first(mu * z) ** 2 + second(mu * z) * (student(mu * z) - target(z))
         )
         risk_rho = -_quadrature(lambda z: first(mu * z) * target_first(z))
-    return -(2.0 * mu * risk_q + risk_rho), -2.0 * risk_q
+    return linearization_from_risk_derivatives(mu, risk_q, risk_rho)
 
 
 def linearization(activation: str, mu: float | np.ndarray, teacher: str | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -269,7 +324,7 @@ def linearization(activation: str, mu: float | np.ndarray, teacher: str | None =
     ValueError
         For an unknown activation name or ``mu`` outside ``(0, 1]``.
     """
-    teacher_name = _teacher_name(activation, teacher)
+    teacher_name = resolve_teacher(activation, teacher)
     values = check_pretraining_strength(mu)
     if not _closed_form_linearization_pair(activation, teacher_name):
         pairs = [_quadrature_linearization(activation, teacher_name, float(value)) for value in values.ravel()]
@@ -349,7 +404,7 @@ def trap_strengths_sympy(activation: str, teacher: str | None = None) -> list[sp
         (a :class:`ValueError`, also a :class:`NotImplementedError`) if :math:`A(\\mu)` is not a
         polynomial for this pair (use :func:`trap_strengths`).
     """
-    teacher_name = _teacher_name(activation, teacher)
+    teacher_name = resolve_teacher(activation, teacher)
     if not (is_polynomial(activation) and is_polynomial(teacher_name)):
         which = "activation" if not is_polynomial(activation) else "teacher"
         raise UnsupportedChoiceError(
@@ -379,7 +434,7 @@ def trap_strengths(activation: str, teacher: str | None = None, grid_size: int =
     """
     from scipy import optimize
 
-    teacher_name = _teacher_name(activation, teacher)
+    teacher_name = resolve_teacher(activation, teacher)
     grid_size = integer(grid_size, "grid_size", minimum=3)
     check_memory(8 * (grid_size + 2), "grid_size", "the scan of A(mu) on the grid")
     if is_polynomial(activation) and is_polynomial(teacher_name):
@@ -420,6 +475,56 @@ _OUTER_PANEL_WIDTH = 2.0
 _OUTER_PANEL_NODES = 24
 
 
+def lora_model(rank: int = 1) -> OverlapModel:
+    r"""The LoRA single-index model of rank ``rank`` as an :class:`~lorabook.overlap_equations.OverlapModel`.
+
+    .. math:: w = \mu w_\star + \sum_{k=1}^{r} u_k v_k, \qquad \lVert v_k\rVert = 1,
+
+    with statistics :math:`u_k`, :math:`m_k = v_k\cdot w_\star` and, for :math:`r > 1`,
+    :math:`c_{kl} = v_k\cdot v_l` (:math:`k < l`), all zero at the start of fine-tuning. For
+    :math:`r = 1` the symbols are :data:`U`, :data:`M` and :data:`MU`, the state is
+    :math:`(u, m)` and :math:`\sqrt{q - \rho^2} = |u|\sqrt{(1 - m)(1 + m)}`; for :math:`r > 1`
+    it is :math:`\sqrt{\sum_{kl} u_k u_l (c_{kl} - m_k m_l)}` (with :math:`c_{kk} = 1`).
+
+    Raises
+    ------
+    ValueError, TypeError
+        If ``rank`` is not a positive integer.
+    """
+    rank = integer(rank, "rank", minimum=1)
+    if rank == 1:
+        return OverlapModel(
+            name="rank-one LoRA", parameters=(MU,), fixed_vectors=("w_star",),
+            student=((MU, "w_star"), (U, "v")), trained_scalars=(U,),
+            trained_vectors=(TrainedVector("v", unit=True),), overlaps=((M, "v", "w_star"),),
+            statistics=(U, M), start=(sp.Integer(0), sp.Integer(0)),
+            residual_norm=sp.Abs(U) * sp.sqrt((1 - M) * (1 + M)),
+        )
+    scales = sp.symbols(f"u1:{rank + 1}", real=True)
+    overlaps = sp.symbols(f"m1:{rank + 1}", real=True)
+    pairs = [(k, l) for k in range(rank) for l in range(k + 1, rank)]
+    cosines = {pair: sp.Symbol(f"c{pair[0] + 1}{pair[1] + 1}", real=True) for pair in pairs}
+    cosine = lambda k, l: sp.Integer(1) if k == l else cosines[(min(k, l), max(k, l))]  # noqa: E731
+    residual = sum(scales[k] * scales[l] * (cosine(k, l) - overlaps[k] * overlaps[l])
+                   for k in range(rank) for l in range(rank))
+    return OverlapModel(
+        name=f"rank-{rank} LoRA", parameters=(MU,), fixed_vectors=("w_star",),
+        student=((MU, "w_star"), *((scales[k], f"v{k + 1}") for k in range(rank))),
+        trained_scalars=tuple(scales),
+        trained_vectors=tuple(TrainedVector(f"v{k + 1}", unit=True) for k in range(rank)),
+        overlaps=(*((overlaps[k], f"v{k + 1}", "w_star") for k in range(rank)),
+                  *((cosines[(k, l)], f"v{k + 1}", f"v{l + 1}") for k, l in pairs)),
+        statistics=(*scales, *overlaps, *(cosines[pair] for pair in pairs)),
+        start=(sp.Integer(0),) * (2 * rank + len(pairs)),
+        residual_norm=sp.sqrt(residual),
+    )
+
+
+MODEL = lora_model(1)
+"""The rank-one model of this module; :func:`overlap_equations` of it is the ODE that
+:func:`overlap_ode_rhs` evaluates."""
+
+
 def check_direction_overlap(m: object, *, parameter: str = "m") -> np.ndarray:
     """Validate an overlap :math:`m = v\\cdot w_\\star \\in [-1, 1]` (scalar or array) of unit vectors.
 
@@ -454,10 +559,8 @@ def _overlap_state(mu: object, u: object, m: object) -> tuple[np.ndarray, ...]:
         mu, u, m = np.broadcast_arrays(mu, u, m)
     except ValueError:
         raise ValueError(f"mu, u and m must broadcast to one shape, got shapes {mu.shape}, {u.shape} and {m.shape}") from None
-    rho = mu + u * m
     # q = rho^2 + u^2 (1 - m^2): a sum of non-negative terms, exact to rounding near q = rho^2.
-    sigma = np.abs(u) * np.sqrt((1.0 - m) * (1.0 + m))
-    q = rho**2 + sigma**2
+    q, rho, sigma = overlap_equations(MODEL).covariance_function(u, m, mu)
     return mu, u, m, q, rho, sigma
 
 
@@ -529,12 +632,12 @@ _POLYNOMIAL_NAMES = "'linear', 'He1'..'He10', their sums such as 'He1+He3' and s
 
 
 def _no_closed_form(activation: str, teacher: str, what: str) -> UnsupportedChoiceError:
-    from lorabook.kernels import _CLOSED_FORM_NAMES, _closed_form_family
+    from lorabook.kernels import CLOSED_FORM_NAMES, closed_form_family
 
-    which, value = ("activation", activation) if _closed_form_family(activation) is None else ("teacher", teacher)
+    which, value = ("activation", activation) if closed_form_family(activation) is None else ("teacher", teacher)
     return UnsupportedChoiceError(
         f"{which}={value!r}: no closed form for the {what} of (activation, teacher) = ({activation!r}, {teacher!r}): "
-        f"pairs with the sigmoid have none (supported names: {_CLOSED_FORM_NAMES}); the numerical functions of "
+        f"pairs with the sigmoid have none (supported names: {CLOSED_FORM_NAMES}); the numerical functions of "
         "lorabook.lora use quadrature instead"
     )
 
@@ -567,7 +670,7 @@ def risk_function_sympy(activation: str, teacher: str | None = None) -> sp.Expr:
     ValueError, TypeError
         For unknown activation names (the message lists the valid names).
     """
-    teacher_name = _teacher_name(activation, teacher)
+    teacher_name = resolve_teacher(activation, teacher)
     if not _closed_form_pair(activation, teacher_name):
         raise _no_closed_form(activation, teacher_name, "population risk")
     return _from_internal(_risk_internal(activation, teacher_name))
@@ -725,7 +828,7 @@ def population_risk(
     ValueError, TypeError
         For unknown activation names, ``mu`` outside ``(0, 1]``, ``|m| > 1`` or non-finite ``u``.
     """
-    teacher_name = _teacher_name(activation, teacher)
+    teacher_name = resolve_teacher(activation, teacher)
     _, _, _, q, rho, sigma = _overlap_state(mu, u, m)
     return _as_output(_risk_at(activation, teacher_name, q, rho, sigma), q.shape)
 
@@ -814,7 +917,7 @@ def risk_derivatives_sympy(activation: str, teacher: str | None = None) -> tuple
         (a :class:`ValueError`, also a :class:`NotImplementedError`) for pairs involving
         ``"sigmoid"`` (use :func:`risk_derivatives`, which uses quadrature).
     """
-    teacher_name = _teacher_name(activation, teacher)
+    teacher_name = resolve_teacher(activation, teacher)
     if not _closed_form_pair(activation, teacher_name):
         raise _no_closed_form(activation, teacher_name, "risk gradient")
     return tuple(_from_internal(expr) for expr in _risk_derivatives_internal(activation, teacher_name))
@@ -886,11 +989,102 @@ def risk_derivatives(
     (F_q, F_rho)
         Floats for scalar input, arrays of the broadcast shape otherwise.
     """
-    teacher_name = _teacher_name(activation, teacher)
+    teacher_name = resolve_teacher(activation, teacher)
     _, _, _, q, rho, sigma = _overlap_state(mu, u, m)
     with np.errstate(divide="ignore", invalid="ignore"):
         risk_q, risk_rho = _risk_derivatives_at(activation, teacher_name, q, rho, sigma)
     return _as_output(risk_q, q.shape), _as_output(risk_rho, q.shape)
+
+
+# --- The risk as a function of the covariances: the public layer for variants ------------------
+
+def _covariance_state(activation: object, teacher: object, rho: object, residual_norm: object):
+    teacher_name = resolve_teacher(activation, teacher)
+    rho = real_array(rho, "rho", nonempty=False)
+    residual_norm = real_array(residual_norm, "residual_norm", nonempty=False, minimum=0.0)
+    try:
+        rho, residual_norm = np.broadcast_arrays(rho, residual_norm)
+    except ValueError:
+        raise ValueError(f"rho and residual_norm must broadcast to one shape, got shapes {rho.shape} and "
+                         f"{residual_norm.shape}") from None
+    return teacher_name, rho**2 + residual_norm**2, rho, residual_norm
+
+
+def risk_of_covariances(activation: str, rho: float | np.ndarray, residual_norm: float | np.ndarray,
+                        teacher: str | None = None) -> float | np.ndarray:
+    r"""The population risk :math:`F(q, \rho) = \tfrac12\mathbb E[(s(\lambda) - s_\star(\lambda_\star))^2]`.
+
+    For preactivations with :math:`\operatorname{Var}\lambda_\star = 1`,
+    :math:`\operatorname{Cov}(\lambda, \lambda_\star) = \rho` and
+    :math:`\operatorname{Var}\lambda = q = \rho^2 + \sigma^2`, where :math:`\sigma` =
+    ``residual_norm`` :math:`= \sqrt{q - \rho^2}` is given directly (a model computes it without
+    cancellation, e.g. :math:`|u|\sqrt{1 - m^2}`). This is the layer every variant of the model
+    (non-aligned pre-training, label change, curriculum) evaluates its risk with.
+
+    Parameters
+    ----------
+    activation, teacher
+        Student and teacher names (:func:`lorabook.activations.check_target`); ``teacher=None``
+        is the student.
+    rho
+        :math:`\rho`, any real numbers (scalar or array).
+    residual_norm
+        :math:`\sigma = \sqrt{q - \rho^2} \ge 0`, broadcasting with ``rho``.
+
+    Returns
+    -------
+    float or numpy.ndarray
+        Exact where a closed form exists, quadrature otherwise (see :func:`population_risk`).
+
+    Raises
+    ------
+    ValueError, TypeError
+        For unknown names, non-finite values or a negative ``residual_norm``.
+    """
+    teacher_name, q, rho, sigma = _covariance_state(activation, teacher, rho, residual_norm)
+    return _as_output(_risk_at(activation, teacher_name, q, rho, sigma), q.shape)
+
+
+def risk_derivatives_of_covariances(
+    activation: str, rho: float | np.ndarray, residual_norm: float | np.ndarray, teacher: str | None = None,
+) -> tuple[float | np.ndarray, float | np.ndarray]:
+    r""":math:`(F_q, F_\rho)` at :math:`q = \rho^2 + \sigma^2`, :math:`\rho`, in the Price's-theorem forms.
+
+    These are the numbers that :data:`~lorabook.overlap_equations.F_Q` and
+    :data:`~lorabook.overlap_equations.F_RHO` stand for in every derived drift
+    (:func:`risk_derivatives_sympy` gives the closed forms). Parameters and errors as for
+    :func:`risk_of_covariances`.
+    """
+    teacher_name, q, rho, sigma = _covariance_state(activation, teacher, rho, residual_norm)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        risk_q, risk_rho = _risk_derivatives_at(activation, teacher_name, q, rho, sigma)
+    return _as_output(risk_q, q.shape), _as_output(risk_rho, q.shape)
+
+
+def gradient_factor_of_covariances(
+    activation: str, rho: float | np.ndarray, residual_norm: float | np.ndarray, teacher: str | None = None,
+) -> float | np.ndarray:
+    r""":math:`K = \mathbb E[(s(\lambda) - s_\star(\lambda_\star))^2\,s'(\lambda)^2]` at :math:`(q, \rho)`.
+
+    The number that :data:`~lorabook.overlap_equations.GRADIENT_FACTOR` stands for in the
+    finite-learning-rate corrections (:func:`gradient_second_moment` is :math:`u^2 K`).
+    Parameters and errors as for :func:`risk_of_covariances`.
+    """
+    teacher_name, q, rho, sigma = _covariance_state(activation, teacher, rho, residual_norm)
+    return _as_output(_gradient_factor_at(activation, teacher_name, q, rho, sigma), q.shape)
+
+
+def check_noise_strength(noise_strength: object, *, parameter: str = "noise_strength") -> np.ndarray:
+    r"""Validate :math:`\delta = \eta d / B \ge 0` (scalar or array); return it as a float array.
+
+    Raises
+    ------
+    TypeError
+        If ``noise_strength`` is not a real number or array.
+    ValueError
+        If a value is negative or not finite.
+    """
+    return real_array(noise_strength, parameter, nonempty=False, minimum=0.0)
 
 
 # --- The overlap ODE ---------------------------------------------------------------------------
@@ -919,7 +1113,7 @@ def gradient_second_moment_sympy(activation: str, teacher: str | None = None) ->
         polynomials (linear or Hermite); the other pairs are evaluated by quadrature in
         :func:`gradient_second_moment`.
     """
-    teacher_name = _teacher_name(activation, teacher)
+    teacher_name = resolve_teacher(activation, teacher)
     if not (is_polynomial(activation) and is_polynomial(teacher_name)):
         which = "activation" if not is_polynomial(activation) else "teacher"
         raise UnsupportedChoiceError(
@@ -1014,15 +1208,10 @@ def gradient_second_moment(
     ValueError, TypeError
         As for :func:`population_risk`.
     """
-    teacher_name = _teacher_name(activation, teacher)
+    teacher_name = resolve_teacher(activation, teacher)
     _, u, _, q, rho, sigma = _overlap_state(mu, u, m)
     value = u**2 * _gradient_factor_at(activation, teacher_name, q, rho, sigma)
     return _as_output(value, q.shape)
-
-
-def _check_noise_strength(noise_strength: object, parameter: str = "noise_strength") -> np.ndarray:
-    """delta = learning_rate * dimension / batch_size >= 0, scalar or array, as a float array."""
-    return real_array(noise_strength, parameter, nonempty=False, minimum=0.0)
 
 
 def overlap_ode_rhs(
@@ -1082,16 +1271,17 @@ def overlap_ode_rhs(
     :math:`\\delta` term is :math:`O(u^2 m)`). For a ReLU student :math:`\\dot u` is undefined at
     :math:`w = 0` (:math:`u = \\pm\\mu`, :math:`m = \\mp 1`), where the ReLU risk is not differentiable.
     """
-    teacher_name = _teacher_name(activation, teacher)
-    noise = _check_noise_strength(noise_strength)
+    teacher_name = resolve_teacher(activation, teacher)
+    noise = check_noise_strength(noise_strength)
     mu, u, m, q, rho, sigma = _overlap_state(mu, u, m)
     with np.errstate(divide="ignore", invalid="ignore"):
         risk_q, risk_rho = _risk_derivatives_at(activation, teacher_name, q, rho, sigma)
-    du_dt = -(risk_q * (2.0 * u + 2.0 * mu * m) + risk_rho * m)
-    dm_dt = -(1.0 - m**2) * u * (2.0 * mu * risk_q + risk_rho)
+    equations = overlap_equations(MODEL)
+    du_dt, dm_dt = equations.drift_function(u, m, mu, risk_q, risk_rho)
     if np.any(noise > 0):
-        second_moment = u**2 * _gradient_factor_at(activation, teacher_name, q, rho, sigma)
-        dm_dt = dm_dt - 0.5 * noise * m * second_moment
+        factor = noise * _gradient_factor_at(activation, teacher_name, q, rho, sigma)
+        correction_u, correction_m = equations.correction_function(u, m, mu)
+        du_dt, dm_dt = du_dt + factor * correction_u, dm_dt + factor * correction_m
     shape = np.broadcast_shapes(q.shape, noise.shape)
     return _as_output(np.broadcast_to(du_dt, shape), shape), _as_output(np.broadcast_to(dm_dt, shape), shape)
 
@@ -1112,12 +1302,13 @@ def overlap_drift_sympy(activation: str, teacher: str | None = None) -> tuple[sp
         (a :class:`ValueError`, also a :class:`NotImplementedError`) for pairs involving
         ``"sigmoid"`` (use :func:`overlap_ode_rhs`).
     """
-    teacher_name = _teacher_name(activation, teacher)
+    teacher_name = resolve_teacher(activation, teacher)
     if not _closed_form_pair(activation, teacher_name):
         raise _no_closed_form(activation, teacher_name, "overlap drift")
-    substitution = {Q: MU**2 + U**2 + 2 * MU * U * M, RHO: MU + U * M, _SIGMA: sp.Abs(U) * sp.sqrt(1 - M**2)}
+    equations = overlap_equations(MODEL)
+    q, rho = equations.covariances
+    substitution = {Q: q, RHO: rho, _SIGMA: sp.Abs(U) * sp.sqrt(1 - M**2)}
     risk_q, risk_rho = (expr.subs(substitution, simultaneous=True)
                         for expr in _risk_derivatives_internal(activation, teacher_name))
-    du_dt = -(risk_q * (2 * U + 2 * MU * M) + risk_rho * M)
-    dm_dt = -(1 - M**2) * U * (2 * MU * risk_q + risk_rho)
-    return sp.simplify(du_dt), sp.simplify(dm_dt)
+    return tuple(sp.simplify(drift.subs({F_Q: risk_q, F_RHO: risk_rho}, simultaneous=True))
+                 for drift in equations.drift)

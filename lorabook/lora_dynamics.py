@@ -21,11 +21,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lorabook.activations import activation_derivative, check_target
+from lorabook.activations import activation_derivative, check_target, resolve_teacher
 from lorabook.lora import (
-    _check_noise_strength,
-    _teacher_name,
     check_direction_overlap,
+    check_noise_strength,
     check_pretraining_strength,
     overlap_ode_rhs,
     population_risk,
@@ -138,7 +137,7 @@ def integrate_lora_ode(
         outside ``(0, 1]``, :math:`|m_0| > 1`, a non-finite :math:`u_0`, initial conditions that do
         not broadcast to one dimension, or an ``escape_threshold`` outside ``(0, 1]``.
     """
-    _teacher_name(activation, teacher)  # composite names (squared teachers, sums) are valid for both
+    resolve_teacher(activation, teacher)  # composite names (squared teachers, sums) are valid for both
     choice(method, "method", SOLVER_METHODS)
     mu = check_pretraining_strength(pretraining_strength, parameter="pretraining_strength")
     m0 = check_direction_overlap(initial_overlap, parameter="initial_overlap")
@@ -153,7 +152,7 @@ def integrate_lora_ode(
     if mu.size == 0:
         raise ValueError("pretraining_strength, initial_scale and initial_overlap must hold at least one run, got none")
     real(final_time, "final_time", minimum=0.0, strict_minimum=True)
-    _check_noise_strength(noise_strength)
+    check_noise_strength(noise_strength)
     check_memory(integer(n_times, "n_times", minimum=2) * 8 * mu.size, "n_times",
                  "the trajectories of every run")
     choice(spacing, "spacing", SPACINGS)

@@ -32,8 +32,14 @@ import numpy as np
 import sympy as sp
 
 from lorabook.activations import activation as activation_function
-from lorabook.activations import activation_derivative
-from lorabook.lora import _check_noise_strength, _gradient_factor_at, _risk_at, _risk_derivatives_at, _teacher_name
+from lorabook.activations import activation_derivative, resolve_teacher
+from lorabook.lora import (
+    check_noise_strength,
+    gradient_factor_of_covariances,
+    risk_derivatives_of_covariances,
+    risk_of_covariances,
+)
+from lorabook.overlap_equations import F_Q, F_RHO, OverlapModel, TrainedVector, overlap_equations
 from lorabook.sgd import SIMULATORS, _check_settings, _check_sizes, record_steps
 from lorabook.validation import check_memory, choice, generator, real, real_array
 
@@ -41,55 +47,38 @@ U, M, P = sp.symbols("u m p", real=True)
 """Symbols for the LoRA scale :math:`u` and the overlaps :math:`m = v\\cdot w_\\star`, :math:`p = v\\cdot\\xi`."""
 MU, NU = sp.symbols("mu nu", nonnegative=True)
 """Symbols for the aligned and the orthogonal pre-trained components :math:`\\mu`, :math:`\\nu`."""
-F_Q, F_RHO = sp.symbols("F_q F_rho", real=True)
-"""Symbols for :math:`\\partial_q F` and :math:`\\partial_\\rho F` in :func:`drift_sympy`."""
-
-
-def _basis_vectors() -> tuple[sp.Matrix, sp.Matrix, sp.Matrix]:
-    """w_*, xi and v in the orthonormal basis (w_*, xi, e) of the span, e the rest of v."""
-    w_star = sp.Matrix([1, 0, 0])
-    xi = sp.Matrix([0, 1, 0])
-    v = sp.Matrix([M, P, sp.sqrt(1 - M**2 - P**2)])
-    return w_star, xi, v
+MODEL = OverlapModel(
+    name="non-aligned rank-one LoRA", parameters=(MU, NU), fixed_vectors=("w_star", "xi"),
+    student=((MU, "w_star"), (NU, "xi"), (U, "v")), trained_scalars=(U,),
+    trained_vectors=(TrainedVector("v", unit=True),), overlaps=((M, "v", "w_star"), (P, "v", "xi")),
+    statistics=(U, M, P), start=(sp.Integer(0),) * 3,
+    residual_norm=sp.sqrt((NU + U * P) ** 2 + U**2 * (1 - M**2 - P**2)),
+)
+r"""The model as an :class:`~lorabook.overlap_equations.OverlapModel`: :math:`w = \mu w_\star + \nu\xi + uv`
+with statistics :math:`(u, m, p)`; its :func:`~lorabook.overlap_equations.overlap_equations` are
+what :func:`overlap_ode_rhs` evaluates."""
 
 
 def overlaps_sympy() -> tuple[sp.Expr, sp.Expr]:
-    """:math:`(q, \\rho)` of :math:`w = \\mu w_\\star + \\nu\\xi + uv` from explicit coordinates.
+    r""":math:`(q, \rho)` of :math:`w = \mu w_\star + \nu\xi + uv`, derived from :data:`MODEL`.
 
-    .. math:: q = \\mu^2 + \\nu^2 + u^2 + 2u(\\mu m + \\nu p), \\qquad \\rho = \\mu + u m.
+    .. math:: q = \mu^2 + \nu^2 + u^2 + 2u(\mu m + \nu p), \qquad \rho = \mu + u m.
     """
-    w_star, xi, v = _basis_vectors()
-    w = MU * w_star + NU * xi + U * v
-    return sp.expand(w.dot(w)), sp.expand(w.dot(w_star))
+    return overlap_equations(MODEL).covariances
 
 
-@lru_cache(maxsize=1)
 def drift_sympy() -> tuple[sp.Expr, sp.Expr, sp.Expr]:
-    """Gradient-flow drift :math:`(\\dot u, \\dot m, \\dot p)` in terms of :data:`F_Q`, :data:`F_RHO`.
+    r"""Gradient-flow drift :math:`(\dot u, \dot m, \dot p)` in terms of :data:`F_Q`, :data:`F_RHO`.
 
-    With :math:`\\nabla_w R = 2F_q w + F_\\rho w_\\star`, :math:`\\nabla_v R = u\\nabla_w R`,
-    :math:`\\partial_u R = v\\cdot\\nabla_w R`, and :math:`\\dot v = -(I - vv^\\top)\\nabla_v R`:
+    With :math:`g = \nabla_w R = 2F_q w + F_\rho w_\star`, :math:`\nabla_v R = u g`,
+    :math:`\partial_u R = v\cdot g`, and :math:`\dot v = -(I - vv^\top)\nabla_v R`:
 
-    .. math:: \\dot u = -v\\cdot g, \\quad \\dot m = -u\\,(w_\\star\\cdot g - m\\, v\\cdot g), \\quad
-              \\dot p = -u\\,(\\xi\\cdot g - p\\, v\\cdot g), \\qquad g = 2F_q w + F_\\rho w_\\star .
+    .. math:: \dot u = -v\cdot g, \quad \dot m = -u\,(w_\star\cdot g - m\, v\cdot g), \quad
+              \dot p = -u\,(\xi\cdot g - p\, v\cdot g).
 
-    Derived here with sympy from the coordinates of :func:`overlaps_sympy` (no hand algebra).
+    The drift of :func:`lorabook.overlap_equations.overlap_equations` for :data:`MODEL`.
     """
-    w_star, xi, v = _basis_vectors()
-    w = MU * w_star + NU * xi + U * v
-    gradient_w = 2 * F_Q * w + F_RHO * w_star
-    along_v = sp.expand(v.dot(gradient_w))
-    du_dt = -along_v
-    dm_dt = -U * (w_star.dot(gradient_w) - M * along_v)
-    dp_dt = -U * (xi.dot(gradient_w) - P * along_v)
-    # v . v = 1 identically: replace the square of the third coordinate.
-    third = sp.sqrt(1 - M**2 - P**2)
-    return tuple(sp.expand(sp.expand(expr).subs(third**2, 1 - M**2 - P**2)) for expr in (du_dt, dm_dt, dp_dt))
-
-
-@lru_cache(maxsize=1)
-def _drift_function():
-    return sp.lambdify((U, M, P, MU, NU, F_Q, F_RHO), drift_sympy(), modules="numpy")
+    return overlap_equations(MODEL).drift
 
 
 def _check_state(mu, nu, u, m, p) -> tuple[np.ndarray, ...]:
@@ -130,11 +119,10 @@ def population_risk(activation: str, mu, nu, u, m, p, teacher: str | None = None
         LoRA scale and the overlaps of :math:`v` with :math:`w_\\star` and :math:`\\xi`
         (:math:`m^2 + p^2 \\le 1`).
     """
-    teacher = _teacher_name(activation, teacher)
+    teacher = resolve_teacher(activation, teacher)
     state = _check_state(mu, nu, u, m, p)
     q, rho, sigma = _derived_state(*state)
-    value = np.asarray(_risk_at(activation, teacher, q, rho, sigma), dtype=float).reshape(q.shape)
-    return float(value) if value.ndim == 0 else value
+    return risk_of_covariances(activation, rho, sigma, teacher)
 
 
 def overlap_ode_rhs(
@@ -153,17 +141,18 @@ def overlap_ode_rhs(
     ValueError, TypeError
         For invalid names, states, or a negative ``noise_strength``.
     """
-    teacher = _teacher_name(activation, teacher)
-    noise = _check_noise_strength(noise_strength)
+    teacher = resolve_teacher(activation, teacher)
+    noise = check_noise_strength(noise_strength)
     mu, nu, u, m, p = _check_state(mu, nu, u, m, p)
     q, rho, sigma = _derived_state(mu, nu, u, m, p)
-    risk_q, risk_rho = _risk_derivatives_at(activation, teacher, q, rho, sigma)
+    risk_q, risk_rho = risk_derivatives_of_covariances(activation, rho, sigma, teacher)
+    equations = overlap_equations(MODEL)
     du_dt, dm_dt, dp_dt = (np.broadcast_to(np.asarray(value, dtype=float), q.shape).copy()
-                           for value in _drift_function()(u, m, p, mu, nu, risk_q, risk_rho))
+                           for value in equations.drift_function(u, m, p, mu, nu, risk_q, risk_rho))
     if np.any(noise > 0):
-        second_moment = u**2 * _gradient_factor_at(activation, teacher, q, rho, sigma)
-        dm_dt -= 0.5 * noise * m * second_moment
-        dp_dt -= 0.5 * noise * p * second_moment
+        factor = noise * gradient_factor_of_covariances(activation, rho, sigma, teacher)
+        correction = equations.correction_function(u, m, p, mu, nu)
+        du_dt, dm_dt, dp_dt = (value + factor * extra for value, extra in zip((du_dt, dm_dt, dp_dt), correction))
     if q.ndim == 0:
         return float(du_dt), float(dm_dt), float(dp_dt)
     return du_dt, dm_dt, dp_dt

@@ -21,8 +21,9 @@ import sympy as sp
 
 from lorabook import lora, non_aligned
 from lorabook.activations import check_activation, check_target
-from lorabook.lora import _check_noise_strength, _escape_rate
+from lorabook.lora import check_noise_strength, escape_rate
 from lorabook.lora_dynamics import integrate_lora_ode, stability_constant
+from lorabook.overlap_equations import overlap_equations
 from lorabook.ode import SOLVER_METHODS, SPACINGS, integrate_overlap_ode
 from lorabook.validation import check_memory, choice, integer, real, real_array
 
@@ -85,12 +86,16 @@ def non_aligned_linearization(
     if teacher is not None:
         check_target(teacher, parameter="teacher")
     mu_array, nu_array = _check_strengths(mu, nu)
-    # The aligned model at u = nu, m = 0 has q = mu^2 + nu^2 and rho = mu: the same (F_q, F_rho).
-    risk_q, risk_rho = lora.risk_derivatives(activation, mu_array, nu_array, np.zeros_like(mu_array), teacher=teacher)
-    risk_q, risk_rho = np.asarray(risk_q, dtype=float), np.asarray(risk_rho, dtype=float)
-    coefficient_a = -(2 * mu_array * risk_q + risk_rho)
-    coefficient_b = -2 * risk_q
-    return _output(coefficient_a), _output(coefficient_b), _output(nu_array * coefficient_b)
+    # The Jacobian of the non-aligned drift at (u, m, p) = 0, derived from its model description,
+    # with (F_q, F_rho) at the pre-trained point q = mu^2 + nu^2, rho = mu.
+    equations = overlap_equations(non_aligned.MODEL)
+    zero = np.zeros_like(mu_array)
+    _, rho, residual = equations.covariance_function(zero, zero, zero, mu_array, nu_array)
+    risk_q, risk_rho = lora.risk_derivatives_of_covariances(activation, rho, residual, teacher)
+    jacobian = equations.linearization_function(mu_array, nu_array, risk_q, risk_rho)
+    coefficient_b, coefficient_a, coefficient_c = (
+        np.broadcast_to(np.asarray(entry, dtype=float), mu_array.shape) for entry in jacobian[0])
+    return _output(coefficient_a), _output(coefficient_b), _output(coefficient_c)
 
 
 def non_aligned_search_time(
@@ -108,7 +113,7 @@ def non_aligned_search_time(
     """
     coefficient_a, coefficient_b, coefficient_c = non_aligned_linearization(activation, mu, nu, teacher)
     coupling = np.sqrt(np.asarray(coefficient_a) ** 2 + np.asarray(coefficient_c) ** 2)
-    rate = _escape_rate(coupling, coefficient_b)
+    rate = escape_rate(coupling, coefficient_b)
     with np.errstate(divide="ignore"):
         time = np.where(rate > 0, 1.0 / np.where(rate > 0, rate, 1.0), np.inf)
     return _output(time)
@@ -231,7 +236,7 @@ def integrate_non_aligned_ode(
         raise ValueError("initial_state must satisfy m0^2 + p0^2 <= 1")
     n_runs = states.shape[0]
     real(final_time, "final_time", minimum=0.0, strict_minimum=True)
-    _check_noise_strength(noise_strength)
+    check_noise_strength(noise_strength)
     check_memory(integer(n_times, "n_times", minimum=2) * 10 * n_runs, "n_times", "the trajectories of every run")
     choice(spacing, "spacing", SPACINGS)
     real(rtol, "rtol", minimum=0.0, strict_minimum=True)
@@ -317,7 +322,7 @@ def curriculum_outcomes(
     real(initial_scale, "initial_scale")
     real(initial_overlap, "initial_overlap", minimum=-1.0, maximum=1.0)
     real(second_duration, "second_duration", minimum=0.0, strict_minimum=True)
-    _check_noise_strength(noise_strength)
+    check_noise_strength(noise_strength)
     real(risk_tolerance, "risk_tolerance", minimum=0.0, strict_minimum=True)
     choice(method, "method", SOLVER_METHODS)
     # Stage 1 once, read at the sorted switching times (dense output through the grid's end points).

@@ -36,15 +36,15 @@ import numpy as np
 import sympy as sp
 
 from lorabook.activations import activation as activation_function
-from lorabook.activations import activation_derivative
+from lorabook.activations import activation_derivative, resolve_teacher
 from lorabook import sgd
 from lorabook.lora import (
     MU,
-    _escape_rate,
-    _gradient_factor_at,
-    _teacher_name,
     check_pretraining_strength,
+    escape_rate,
+    gradient_factor_of_covariances,
     linearization,
+    linearization_from_risk_derivatives,
     linearization_sympy,
     search_time,
 )
@@ -80,7 +80,7 @@ def unstable_direction(coefficient_a: float, coefficient_b: float) -> tuple[floa
     """
     a = real(coefficient_a, "coefficient_a")
     b = real(coefficient_b, "coefficient_b")
-    rate = float(_escape_rate(a, b))
+    rate = float(escape_rate(a, b))
     if rate <= 0:
         raise ValueError(f"no unstable mode: lambda_+ = {rate} for A = {a}, B = {b} (need A != 0 or B > 0)")
     if a == 0.0:
@@ -192,7 +192,7 @@ def hermite_series_linearization(
         For an unknown activation name, ``mu`` outside ``(0, 1]``, a non-positive or non-integer
         ``n_terms`` or ``lowest_order`` not in ``(0, 1)``.
     """
-    teacher_name = _teacher_name(activation, teacher)
+    teacher_name = resolve_teacher(activation, teacher)
     n_terms, lowest_order = _check_terms(n_terms, lowest_order)
     values = check_pretraining_strength(mu)
     nodes, weights = _half_line_rule(_QUADRATURE_NODES, 2.0 * np.sqrt(n_terms) + 10.0)
@@ -211,8 +211,7 @@ def hermite_series_linearization(
         self_term = np.sum(weights * nodes * scaled * scaled_slope) / (2.0 * value)
         risk_q = self_term - np.sum((target * (a_k_prime - orders / (2.0 * value**2) * a_k))[kept])
         risk_rho = -np.sum((target * orders * a_k)[kept]) / value
-        coefficient_a[index] = -(2.0 * value * risk_q + risk_rho)
-        coefficient_b[index] = -2.0 * risk_q
+        coefficient_a[index], coefficient_b[index] = linearization_from_risk_derivatives(value, risk_q, risk_rho)
     if values.ndim == 0:
         return float(coefficient_a), float(coefficient_b)
     return coefficient_a, coefficient_b
@@ -231,7 +230,7 @@ def hermite_series_search_time(
     for :func:`hermite_series_linearization`.
     """
     coefficient_a, coefficient_b = hermite_series_linearization(activation, mu, n_terms, teacher, lowest_order)
-    rate = np.asarray(_escape_rate(coefficient_a, coefficient_b), dtype=float)
+    rate = np.asarray(escape_rate(coefficient_a, coefficient_b), dtype=float)
     with np.errstate(divide="ignore"):
         time = np.where(rate > 0, 1.0 / np.where(rate > 0, rate, 1.0), np.inf)
     return float(time) if time.ndim == 0 else time
@@ -406,7 +405,7 @@ def output_gradient_moment(
     TypeError
         If ``antithetic`` is not a bool.
     """
-    teacher_name = _teacher_name(activation, teacher)
+    teacher_name = resolve_teacher(activation, teacher)
     value = _scalar_strength(mu)
     boolean(antithetic, "antithetic")
     if antithetic:
@@ -416,7 +415,7 @@ def output_gradient_moment(
         h_plus = (student(value * nodes) - target(nodes)) * first(value * nodes)
         h_minus = (student(-value * nodes) - target(-nodes)) * first(-value * nodes)
         return float(0.5 * weights @ (h_plus - h_minus) ** 2)
-    return float(_gradient_factor_at(activation, teacher_name, np.array(value**2), np.array(value), np.array(0.0)))
+    return float(gradient_factor_of_covariances(activation, value, 0.0, teacher_name))
 
 
 def _scalar_strength(mu: object) -> float:
@@ -510,7 +509,7 @@ def measure_search_time(
     TypeError
         If ``antithetic`` is not a bool.
     """
-    _teacher_name(activation, teacher)
+    resolve_teacher(activation, teacher)
     value = _scalar_strength(mu)
     boolean(antithetic, "antithetic")
     n_seeds = integer(n_seeds, "n_seeds", minimum=2)  # at least 2, for a standard error

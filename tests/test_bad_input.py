@@ -73,6 +73,7 @@ VALID_CALLS: dict[str, Callable[[], dict[str, Any]]] = {
     "activations.is_composite": lambda: dict(name="He1+He3"),
     "activations.is_polynomial": lambda: dict(name="He3"),
     "activations.squared_base": lambda: dict(name="erf^2"),
+    "activations.resolve_teacher": lambda: dict(activation="erf", teacher="He3"),
     # curriculum
     "curriculum.integrate_curriculum_ode": lambda: dict(
         activation="linear", pretraining_strength=0.5, stages=[("linear^2", 1.0), ("linear", 1.0)],
@@ -142,6 +143,7 @@ VALID_CALLS: dict[str, Callable[[], dict[str, Any]]] = {
     "kernels.correlation_kernel_sympy": lambda: dict(f="erf", g="relu"),
     "kernels.correlation_kernel_with_error": lambda: dict(f="erf", g="relu", c11=1.0, c12=0.3, c22=1.0),
     "kernels.has_closed_form": lambda: dict(f="erf", g="relu"),
+    "kernels.closed_form_family": lambda: dict(name="He3"),
     "kernels.squared_error_risk_sympy": lambda: dict(
         student="linear", teacher="linear", q=sp.Symbol("q"), rho=sp.Symbol("rho")),
     # linear fine-tuning
@@ -191,6 +193,13 @@ VALID_CALLS: dict[str, Callable[[], dict[str, Any]]] = {
     "linear_finetuning.whitened_shift": lambda: (lambda p: dict(X=p.X, Y=p.Y, A0=p.pretrained))(_problem()),
     # lora
     "lora.check_direction_overlap": lambda: dict(m=0.3),
+    "lora.check_noise_strength": lambda: dict(noise_strength=0.5),
+    "lora.gradient_factor_of_covariances": lambda: dict(activation="erf", rho=0.5, residual_norm=0.2),
+    "lora.linearization_from_risk_derivatives": lambda: dict(mu=0.5, risk_q=0.3, risk_rho=-0.8),
+    "lora.lora_model": lambda: dict(rank=2),
+    "lora.risk_derivatives_of_covariances": lambda: dict(activation="erf", rho=0.5, residual_norm=0.2),
+    "lora.risk_of_covariances": lambda: dict(activation="erf", rho=0.5, residual_norm=0.2),
+    "overlap_equations.overlap_equations": lambda: dict(model=__import__("lorabook.lora").lora.MODEL),
     "lora.check_pretraining_strength": lambda: dict(mu=0.5),
     "lora.escape_rate": lambda: dict(coefficient_a=0.5, coefficient_b=-1.0),
     "lora.gradient_second_moment": lambda: dict(activation="erf", mu=0.5, u=0.1, m=0.2),
@@ -261,6 +270,8 @@ VALID_CALLS: dict[str, Callable[[], dict[str, Any]]] = {
 NOT_PROBED = {
     "linear_finetuning.fft_excess_risk_symbols": "takes no arguments",
     "non_aligned.overlaps_sympy": "takes no arguments",
+    "non_aligned.drift_sympy": "takes no arguments",
+    "lora.linearization_coefficients_sympy": "takes no arguments",
     "remedies.effective_potential_sympy": "takes no arguments",
     "plotting.book_colors": "takes no arguments",
     "plotting.use_book_style": "takes no arguments",
@@ -345,14 +356,14 @@ POSITIVE = {"learning_rate", "final_time", "aspect_ratio", "second_duration", "s
             "noise_factor", "amplitude", "growth", "risk_tolerance", "rtol", "atol", "first_time",
             "norm_squared"}
 NON_NEGATIVE = {"noise_std", "noise_strength", "shift_energy", "decay_rate",
-                "initial_perp_norm_squared", "variance", "c11", "c22"}
+                "initial_perp_norm_squared", "variance", "c11", "c22", "residual_norm"}
 MAY_BE_INFINITE = {"search_time"}
 """A search time is infinite where the pre-trained point does not escape (a trap)."""
 UNIT_INTERVAL = {"initial_overlap", "m", "overlap", "fraction"}
 """Cosines and fractions: |value| <= 1."""
 NUMBERS = {"mu", "nu", "u", "p", "pretraining_strength", "offset_strength", "strength", "start", "end",
            "c12", "correlation", "theta", "singular_value", "shift_singular_value", "coefficient_a",
-           "coefficient_b", "search_time", "initial_alpha", "initial_beta", "time", "z", "initial_scale"}
+           "coefficient_b", "search_time", "rho", "risk_q", "risk_rho", "initial_alpha", "initial_beta", "time", "z", "initial_scale"}
 ARRAYS = {"X", "Y", "A0", "A", "B", "task_shift", "pretrained", "weights", "initial_weights",
           "initial_A", "estimate", "true_weights", "times", "loss", "state", "left_vector",
           "right_vector", "singular_values", "switch_times", "initial_state"}
@@ -416,6 +427,8 @@ def _probes(function_name: str, parameter: str, valid: Any) -> list[tuple[str, A
         probes += [("negative seed", -1), ("fractional seed", 2.5), ("seed as a string", "3")]
     elif parameter == "rng":
         probes += [("not a Generator", 3)]
+    elif parameter == "model":
+        probes += [("not a model", 3)]
     elif parameter == "result":
         probes += [("wrong type", 3)]
     elif parameter == "stages":
