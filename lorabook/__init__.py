@@ -9,7 +9,8 @@ The package behind the lorabook Jupyter Book. Modules are named after concepts:
 * :mod:`lorabook.single_index`: the single-index model learned from scratch on the sphere;
 * :mod:`lorabook.sgd`: one-pass SGD simulators (full d-dimensional and exact reduced);
 * :mod:`lorabook.ode`: integration of overlap ODEs with escape events;
-* :mod:`lorabook.lora`: the rank-one LoRA single-index model (search phase);
+* :mod:`lorabook.overlap_equations`: a model described once, its overlap ODE derived with sympy;
+* :mod:`lorabook.lora`: the LoRA single-index model (its description, risk layer, search phase);
 * :mod:`lorabook.linear_finetuning`: full fine-tuning versus LoRA in linear regression;
 * :mod:`lorabook.plotting`: the book's single figure style;
 * :mod:`lorabook.printing`: printed results that fit the page column;
