@@ -521,7 +521,7 @@ def lora_model(rank: int = 1) -> OverlapModel:
 
 
 MODEL = lora_model(1)
-"""The rank-one model of this module; :func:`overlap_equations` of it is the ODE that
+"""The rank-one model of this module; :func:`~lorabook.overlap_equations.overlap_equations` of it is the ODE that
 :func:`overlap_ode_rhs` evaluates."""
 
 

@@ -68,7 +68,8 @@ def overlaps_sympy() -> tuple[sp.Expr, sp.Expr]:
 
 
 def drift_sympy() -> tuple[sp.Expr, sp.Expr, sp.Expr]:
-    r"""Gradient-flow drift :math:`(\dot u, \dot m, \dot p)` in terms of :data:`F_Q`, :data:`F_RHO`.
+    r"""Gradient-flow drift :math:`(\dot u, \dot m, \dot p)` in terms of :data:`~lorabook.overlap_equations.F_Q`,
+    :data:`~lorabook.overlap_equations.F_RHO`.
 
     With :math:`g = \nabla_w R = 2F_q w + F_\rho w_\star`, :math:`\nabla_v R = u g`,
     :math:`\partial_u R = v\cdot g`, and :math:`\dot v = -(I - vv^\top)\nabla_v R`:
