@@ -1,7 +1,7 @@
 """Benchmark of the overlap-ODE right-hand side (run: ``python benchmarks/bench_ode.py``).
 
-The drift that :func:`lorabook.lora.overlap_ode_rhs` evaluates is lambdified from the sympy
-derivation of :mod:`lorabook.overlap_equations`. Before, lorabook evaluated a hand-typed copy of
+The drift that :func:`lorabook.single_index_lora.lora.overlap_ode_rhs` evaluates is lambdified from the sympy
+derivation of :mod:`lorabook.toolkit.overlap_equations`. Before, lorabook evaluated a hand-typed copy of
 the same chain rule; that copy is kept here (and only here) as the speed reference:
 
     du/dt = -(F_q (2u + 2 mu m) + F_rho m),   dm/dt = -(1 - m^2) u (2 mu F_q + F_rho).
@@ -11,7 +11,7 @@ For the erf model at mu = 0.5 the script times, as medians of repetitions:
 * the drift alone, lambdified against hand-typed, for one state (how the ODE solver calls it)
   and for 10^4 states (how chapters evaluate fields);
 * the whole right-hand side ``overlap_ode_rhs`` (validation, covariances, Price's forms, drift);
-* one integration :func:`lorabook.lora_dynamics.integrate_lora_ode` to t = 40.
+* one integration :func:`lorabook.single_index_lora.lora_dynamics.integrate_lora_ode` to t = 40.
 
 Target (issue "One overlap-ODE pipeline"): the lambdified drift within 1.5x of the hand-typed
 one, or faster. It also checks that both give the same numbers (to rounding). Timings are
@@ -28,9 +28,9 @@ for _key in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np  # noqa: E402
 
-from lorabook import lora  # noqa: E402
-from lorabook.lora_dynamics import integrate_lora_ode  # noqa: E402
-from lorabook.overlap_equations import overlap_equations  # noqa: E402
+from lorabook.single_index_lora import lora  # noqa: E402
+from lorabook.single_index_lora.lora_dynamics import integrate_lora_ode  # noqa: E402
+from lorabook.toolkit.overlap_equations import overlap_equations  # noqa: E402
 
 MU = 0.5
 

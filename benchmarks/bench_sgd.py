@@ -4,8 +4,8 @@ In one run, for rank-one LoRA fine-tuning of an erf single-index model (mu = 0.5
 d = 1000 with 32 seeds, batch sizes B = 1 and B = 500, it measures seed-steps per second of
 
 * a plain per-seed loop (one seed at a time, numpy on d-vectors): the naive implementation;
-* the vectorised full simulator :func:`lorabook.sgd.simulate_full` (leading seed axis);
-* the exact reduced simulator :func:`lorabook.sgd.simulate_reduced` (O(B) per step);
+* the vectorised full simulator :func:`lorabook.single_index_lora.sgd.simulate_full` (leading seed axis);
+* the exact reduced simulator :func:`lorabook.single_index_lora.sgd.simulate_reduced` (O(B) per step);
 
 and the Gaussian-sampling limit of any full simulator on this machine, 1 / (B d t_normal),
 with t_normal the measured time to draw one standard normal with numpy's default generator
@@ -32,8 +32,8 @@ for _key in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np  # noqa: E402
 
-from lorabook import sgd  # noqa: E402
-from lorabook.activations import activation, activation_derivative  # noqa: E402
+from lorabook.single_index_lora import sgd  # noqa: E402
+from lorabook.toolkit.activations import activation, activation_derivative  # noqa: E402
 
 ACTIVATION = "erf"
 MU = 0.5
@@ -140,10 +140,10 @@ def main(argv: list[str] | None = None) -> int:
     for row in rows:
         reduced_target = 20 if row["batch"] == 1 else 100
         checks = [
-            (f"full / plain loop", row["full"] / row["plain"], None),
-            (f"full / sampling limit (target >= 0.5)", row["full"] / row["limit"], 0.5),
+            ("full / plain loop", row["full"] / row["plain"], None),
+            ("full / sampling limit (target >= 0.5)", row["full"] / row["limit"], 0.5),
             (f"reduced / full (target >= {reduced_target})", row["reduced"] / row["full"], reduced_target),
-            (f"reduced d=1e3 / d=1e6 cost ratio (target <= 1.5)", row["reduced"] / row["reduced_large"], None),
+            ("reduced d=1e3 / d=1e6 cost ratio (target <= 1.5)", row["reduced"] / row["reduced_large"], None),
         ]
         for label, value, target in checks:
             status = "" if target is None else ("  met" if value >= target else "  NOT MET")
@@ -151,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  B = {row['batch']:>3}: {label:<48} {value:8.3g}{status}")
         independent = max(row["reduced"], row["reduced_large"]) / min(row["reduced"], row["reduced_large"]) <= 1.5
         all_met &= independent
-        print(f"  B = {row['batch']:>3}: reduced cost independent of d within 1.5x:{'':>8}{'met' if independent else 'NOT MET'}")
+        verdict = "met" if independent else "NOT MET"
+        print(f"  B = {row['batch']:>3}: reduced cost independent of d within 1.5x:{'':>8}{verdict}")
     print("\nall targets met" if all_met else "\nsome targets not met")
     return 0
 

@@ -1,7 +1,7 @@
 """pytest configuration for the chapters (collected by nbval from this folder).
 
 * Kernels started by nbval inherit this process's environment: the chapters execute with
-  single-threaded BLAS and the inline figure backend, exactly as ``python -m lorabook.reexecute``
+  single-threaded BLAS and the inline figure backend, exactly as ``python -m lorabook.publishing.reexecute``
   and the book build do.
 * Every chapter cell is marked ``notebook`` (``python -m pytest -m "not notebook"`` skips them).
 * A chapter whose every cell passed strict nbval leaves its run as the chapter's executed copy
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from lorabook.publishing import executed_copies
-from lorabook.reexecute import find_book_root, prepare_chapter_environment
+from lorabook.publishing.reexecute import find_book_root, prepare_chapter_environment
 
 prepare_chapter_environment()
 

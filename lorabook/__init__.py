@@ -1,29 +1,46 @@
 """lorabook: exactly solvable models of LoRA fine-tuning.
 
-The package behind the lorabook Jupyter Book. Modules are named after concepts:
+The package behind the lorabook Jupyter Book, laid out by role and by model:
 
-* :mod:`lorabook.gaussian`: Gaussian integrals (Hermite polynomials, exact moments, quadrature);
-* :mod:`lorabook.activations`: the named activations the book uses;
-* :mod:`lorabook.hermite`: Hermite coefficients and information exponents;
-* :mod:`lorabook.kernels`: closed-form Gaussian kernels of activation pairs;
-* :mod:`lorabook.single_index`: the single-index model learned from scratch on the sphere;
-* :mod:`lorabook.sgd`: one-pass SGD simulators (full d-dimensional and exact reduced);
-* :mod:`lorabook.ode`: integration of overlap ODEs with escape events;
-* :mod:`lorabook.overlap_equations`: a model described once, its overlap ODE derived with sympy;
-* :mod:`lorabook.lora`: the LoRA single-index model (its description, risk layer, search phase);
-* :mod:`lorabook.linear_finetuning`: full fine-tuning versus LoRA in linear regression;
-* :mod:`lorabook.plotting`: the book's single figure style;
-* :mod:`lorabook.printing`: printed results that fit the page column;
-* :mod:`lorabook.validation`: the input checks at the public boundary of every function;
-* :mod:`lorabook.reexecute`: re-execute the book's chapters in place;
-* :mod:`lorabook.publishing`: the book's build extension, site check, editions and handouts.
+* :mod:`lorabook.toolkit`: what every model is built from: Gaussian integrals, activations,
+  Hermite coefficients, closed-form kernels, the overlap-ODE pipeline from a model's
+  description to its sympy drift, the ODE integrator and the input checks;
+* :mod:`lorabook.single_index_lora`: Part II, the single-index model learned from scratch and
+  fine-tuned with LoRA: its risk layer, SGD simulators, search phase, task difficulty and the
+  variants (non-aligned pre-training, remedies, curriculum, full fine-tuning);
+* :mod:`lorabook.linear_regression`: Part III, full fine-tuning versus LoRA in linear
+  regression, and the gradient flow of the LoRA factors;
+* :mod:`lorabook.publishing`: the book's tooling: figure style, printing to the page column,
+  re-execution of chapters, the build extension, site check, editions and handouts.
+
+The names below are the top-level API. The modules' old top-level paths (``lorabook.lora``,
+``lorabook.sgd``, ...) still import, with a :class:`FutureWarning`, as the modules that
+replaced them (:mod:`lorabook.deprecation`).
 """
 
-from lorabook.activations import ACTIVATION_NAMES, activation, activation_derivative, check_activation
-from lorabook.linear_finetuning import fft_estimator, fft_excess_risk, lora_estimator
-from lorabook.lora import linearization, overlap_ode_rhs, population_risk, search_time
-from lorabook.ode import integrate_overlap_ode
-from lorabook.sgd import simulate_full, simulate_reduced, simulate_sgd
+from lorabook import deprecation
+
+deprecation.install()
+
+from lorabook.linear_regression.linear_finetuning import (  # noqa: E402
+    fft_estimator,
+    fft_excess_risk,
+    lora_estimator,
+)
+from lorabook.single_index_lora.lora import (  # noqa: E402
+    linearization,
+    overlap_ode_rhs,
+    population_risk,
+    search_time,
+)
+from lorabook.single_index_lora.sgd import simulate_full, simulate_reduced, simulate_sgd  # noqa: E402
+from lorabook.toolkit.activations import (  # noqa: E402
+    ACTIVATION_NAMES,
+    activation,
+    activation_derivative,
+    check_activation,
+)
+from lorabook.toolkit.ode import integrate_overlap_ode  # noqa: E402
 
 __all__ = [
     "ACTIVATION_NAMES",
@@ -43,4 +60,13 @@ __all__ = [
     "simulate_sgd",
 ]
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
+
+
+def __getattr__(name: str) -> object:
+    # `import lorabook; lorabook.lora` worked when every module sat at the top level.
+    if f"lorabook.{name}" in deprecation.MOVED:
+        import importlib
+
+        return importlib.import_module(f"lorabook.{name}")
+    raise AttributeError(f"module 'lorabook' has no attribute {name!r}")

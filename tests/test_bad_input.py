@@ -45,13 +45,13 @@ pytestmark = pytest.mark.slow
 
 
 def _problem(rank: int = 2):
-    from lorabook import linear_finetuning as lf
+    from lorabook.linear_regression import linear_finetuning as lf
 
     return lf.finetuning_problem(8, 6, 20, rank, 0.5, seed=0)
 
 
 def _sgd_result():
-    from lorabook import sgd
+    from lorabook.single_index_lora import sgd
 
     return sgd.simulate_reduced("erf", dimension=50, learning_rate=0.05, batch_size=4, n_steps=20,
                                 n_seeds=2, seed=0, pretraining_strength=0.5, n_records=5)
@@ -76,41 +76,54 @@ VALID_CALLS: dict[str, Callable[[], dict[str, Any]]] = {
     "activations.resolve_teacher": lambda: dict(activation="erf", teacher="He3"),
     # curriculum
     "curriculum.integrate_curriculum_ode": lambda: dict(
-        activation="linear", pretraining_strength=0.5, stages=[("linear^2", 1.0), ("linear", 1.0)],
-        initial_scale=0.01, initial_overlap=0.05, n_times=20),
+        activation="linear",
+        pretraining_strength=0.5,
+        stages=[("linear^2", 1.0), ("linear", 1.0)],
+        initial_scale=0.01,
+        initial_overlap=0.05,
+        n_times=20,
+    ),
     "curriculum.simulate_curriculum": lambda: dict(
-        simulator="reduced", activation="He3", stages=[("He3^2", 10), ("He3", 10)], seed=0,
-        initial_scale=0.1, dimension=50, learning_rate=0.001, batch_size=4, n_seeds=2,
-        pretraining_strength=0.5),
+        simulator="reduced",
+        activation="He3",
+        stages=[("He3^2", 10), ("He3", 10)],
+        seed=0,
+        initial_scale=0.1,
+        dimension=50,
+        learning_rate=0.001,
+        batch_size=4,
+        n_seeds=2,
+        pretraining_strength=0.5,
+    ),
     # factor dynamics
     "factor_dynamics.factor_escape_rate": lambda: dict(shift_singular_value=0.5, initial_scale=1.0),
     "factor_dynamics.factor_flow": lambda: dict(
-        B=np.zeros((3, 1)), A=np.ones((1, 4)) * 0.1, task_shift=np.ones((3, 4))),
+        B=np.zeros((3, 1)), A=np.ones((1, 4)) * 0.1, task_shift=np.ones((3, 4))
+    ),
     "factor_dynamics.factor_linearization": lambda: dict(shift_singular_value=0.5, initial_scale=1.0),
     "factor_dynamics.factor_search_time": lambda: dict(shift_singular_value=0.5, initial_scale=1.0),
     "factor_dynamics.integrate_factor_flow": lambda: dict(
-        shift_singular_value=0.5, initial_alpha=0.1, initial_perp_norm_squared=0.5,
-        times=np.linspace(0, 5, 11)),
-    "factor_dynamics.lora_factor_trajectory": lambda: (lambda p: dict(
-        X=p.X, Y=p.Y, A0=p.pretrained, initial_A=np.ones((1, 8)) * 0.1, steps=5,
-        learning_rate=0.01))(_problem()),
-    "factor_dynamics.loss_fraction_time": lambda: dict(
-        time=np.linspace(0, 1, 11), loss=np.linspace(1, 0, 11)),
+        shift_singular_value=0.5, initial_alpha=0.1, initial_perp_norm_squared=0.5, times=np.linspace(0, 5, 11)
+    ),
+    "factor_dynamics.lora_factor_trajectory": lambda: (
+        lambda p: dict(X=p.X, Y=p.Y, A0=p.pretrained, initial_A=np.ones((1, 8)) * 0.1, steps=5, learning_rate=0.01)
+    )(_problem()),
+    "factor_dynamics.loss_fraction_time": lambda: dict(time=np.linspace(0, 1, 11), loss=np.linspace(1, 0, 11)),
     "factor_dynamics.reduced_balance": lambda: dict(state=np.array([0.1, 0.0, 0.5])),
     "factor_dynamics.reduced_overlaps": lambda: dict(
-        B=np.ones((3, 1)) * 0.1, A=np.ones((1, 4)) * 0.1, left_vector=np.eye(3)[0],
-        right_vector=np.eye(4)[0]),
-    "factor_dynamics.reduced_population_loss": lambda: dict(
-        state=np.array([0.1, 0.0, 0.5]), shift_singular_value=0.5),
+        B=np.ones((3, 1)) * 0.1, A=np.ones((1, 4)) * 0.1, left_vector=np.eye(3)[0], right_vector=np.eye(4)[0]
+    ),
+    "factor_dynamics.reduced_population_loss": lambda: dict(state=np.array([0.1, 0.0, 0.5]), shift_singular_value=0.5),
     "factor_dynamics.reduced_rhs": lambda: dict(state=np.array([0.1, 0.0, 0.5]), shift_singular_value=0.5),
     # full fine-tuning
     "full_finetuning.full_finetuning_ode_rhs": lambda: dict(activation="linear", overlap=0.5, norm_squared=0.3),
     "full_finetuning.integrate_full_finetuning_ode": lambda: dict(
-        activation="linear", pretraining_strength=0.5, times=np.linspace(0, 2, 5)),
+        activation="linear", pretraining_strength=0.5, times=np.linspace(0, 2, 5)
+    ),
     "full_finetuning.integrate_strength_flow": lambda: dict(
-        activation="linear", pretraining_strength=0.5, times=np.linspace(0, 2, 5)),
-    "full_finetuning.simulate_full_finetuning": lambda: dict(
-        activation="erf", pretraining_strength=0.5, **SGD),
+        activation="linear", pretraining_strength=0.5, times=np.linspace(0, 2, 5)
+    ),
+    "full_finetuning.simulate_full_finetuning": lambda: dict(activation="erf", pretraining_strength=0.5, **SGD),
     "full_finetuning.strength_flow_time": lambda: dict(activation="linear", start=0.5, end=0.75),
     "full_finetuning.strength_velocity": lambda: dict(activation="linear", strength=0.5),
     # gaussian
@@ -119,18 +132,22 @@ VALID_CALLS: dict[str, Callable[[], dict[str, Any]]] = {
     "gaussian.gauss_hermite_expectation_with_error": lambda: dict(f=np.cos, variance=1.0, n_nodes=20),
     "gaussian.gaussian_expectation_2d": lambda: dict(f=lambda a, b: a * b, c11=1.0, c12=0.3, c22=1.0, n_nodes=10),
     "gaussian.gaussian_expectation_2d_with_error": lambda: dict(
-        f=lambda a, b: a * b, c11=1.0, c12=0.3, c22=1.0, n_nodes=10),
+        f=lambda a, b: a * b, c11=1.0, c12=0.3, c22=1.0, n_nodes=10
+    ),
     "gaussian.gaussian_expectation_adaptive": lambda: dict(f=math.cos, variance=1.0),
     "gaussian.gaussian_expectation_sympy": lambda: dict(
-        expr=sp.Symbol("a") ** 2, variables=[sp.Symbol("a")], covariance=[[1]]),
+        expr=sp.Symbol("a") ** 2, variables=[sp.Symbol("a")], covariance=[[1]]
+    ),
     "gaussian.gaussian_weighted_expectation_sympy": lambda: dict(
-        expr=sp.Symbol("a") ** 2, variable=sp.Symbol("a"), decay=1),
+        expr=sp.Symbol("a") ** 2, variable=sp.Symbol("a"), decay=1
+    ),
     "gaussian.half_line_expectation_sympy": lambda: dict(expr=sp.Symbol("a"), variable=sp.Symbol("a")),
     "gaussian.hermite": lambda: dict(k=3, z=np.linspace(-1, 1, 5)),
     "gaussian.hermite_expansion_sympy": lambda: dict(expr=sp.Symbol("a") ** 3, variable=sp.Symbol("a")),
     "gaussian.hermite_sympy": lambda: dict(k=3, z=sp.Symbol("a")),
     "gaussian.monte_carlo_expectation_2d": lambda: dict(
-        f=lambda a, b: a * b, c11=1.0, c12=0.3, c22=1.0, n_samples=1000, seed=0),
+        f=lambda a, b: a * b, c11=1.0, c12=0.3, c22=1.0, n_samples=1000, seed=0
+    ),
     # hermite
     "hermite.has_exact_hermite_coefficients": lambda: dict(name="erf"),
     "hermite.hermite_coefficients": lambda: dict(name="erf", k_max=5),
@@ -145,46 +162,68 @@ VALID_CALLS: dict[str, Callable[[], dict[str, Any]]] = {
     "kernels.has_closed_form": lambda: dict(f="erf", g="relu"),
     "kernels.closed_form_family": lambda: dict(name="He3"),
     "kernels.squared_error_risk_sympy": lambda: dict(
-        student="linear", teacher="linear", q=sp.Symbol("q"), rho=sp.Symbol("rho")),
+        student="linear", teacher="linear", q=sp.Symbol("q"), rho=sp.Symbol("rho")
+    ),
     # linear fine-tuning
     "linear_finetuning.detection_threshold": lambda: dict(aspect_ratio=0.5),
+    "linear_finetuning.check_regression": lambda: (lambda p: dict(X=p.X, Y=p.Y, A0=p.pretrained))(_problem()),
     "linear_finetuning.estimated_optimal_rank": lambda: (lambda p: dict(X=p.X, Y=p.Y, A0=p.pretrained))(_problem()),
     "linear_finetuning.excess_risk": lambda: dict(estimate=np.ones((6, 8)), true_weights=np.zeros((6, 8))),
     "linear_finetuning.excess_risk_monte_carlo": lambda: dict(
-        pretrained=np.zeros((6, 8)), task_shift=np.ones((6, 8)) * 0.1, num_samples=20, noise_std=0.5,
-        ranks=[1, 2], num_seeds=2, seed=0),
+        pretrained=np.zeros((6, 8)),
+        task_shift=np.ones((6, 8)) * 0.1,
+        num_samples=20,
+        noise_std=0.5,
+        ranks=[1, 2],
+        num_seeds=2,
+        seed=0,
+    ),
     "linear_finetuning.fft_estimator": lambda: (lambda p: dict(X=p.X, Y=p.Y, A0=p.pretrained))(_problem()),
     "linear_finetuning.fft_excess_risk": lambda: dict(
-        input_dimension=8, output_dimension=6, num_samples=20, noise_std=0.5, shift_energy=1.0),
-    "linear_finetuning.fft_gradient_descent": lambda: (lambda p: dict(
-        X=p.X, Y=p.Y, initial_weights=p.pretrained, steps=5))(_problem()),
+        input_dimension=8, output_dimension=6, num_samples=20, noise_std=0.5, shift_energy=1.0
+    ),
+    "linear_finetuning.fft_gradient_descent": lambda: (
+        lambda p: dict(X=p.X, Y=p.Y, initial_weights=p.pretrained, steps=5)
+    )(_problem()),
     "linear_finetuning.finetuning_problem": lambda: dict(
-        input_dimension=8, output_dimension=6, num_samples=20, true_rank=2, noise_std=0.5, seed=0),
+        input_dimension=8, output_dimension=6, num_samples=20, true_rank=2, noise_std=0.5, seed=0
+    ),
     "linear_finetuning.gaussian_task_shift": lambda: dict(output_dimension=6, input_dimension=8, true_rank=2, seed=0),
     "linear_finetuning.input_covariance_sqrt": lambda: dict(X=_problem().X),
     "linear_finetuning.inverse_chi_square_mean_sympy": lambda: dict(degrees_of_freedom=sp.Symbol("k", positive=True)),
-    "linear_finetuning.lora_alternating_least_squares": lambda: (lambda p: dict(
-        X=p.X, Y=p.Y, A0=p.pretrained, rank=2, iterations=3, seed=0))(_problem()),
+    "linear_finetuning.lora_alternating_least_squares": lambda: (
+        lambda p: dict(X=p.X, Y=p.Y, A0=p.pretrained, rank=2, iterations=3, seed=0)
+    )(_problem()),
     "linear_finetuning.lora_estimator": lambda: (lambda p: dict(X=p.X, Y=p.Y, A0=p.pretrained, rank=2))(_problem()),
     "linear_finetuning.lora_excess_risk_curve": lambda: dict(
-        singular_values=[3.0, 1.0], input_dimension=40, output_dimension=30, num_samples=200,
-        noise_std=0.5, ranks=[1, 2]),
+        singular_values=[3.0, 1.0],
+        input_dimension=40,
+        output_dimension=30,
+        num_samples=200,
+        noise_std=0.5,
+        ranks=[1, 2],
+    ),
     "linear_finetuning.lora_excess_risk_prediction": lambda: dict(
-        singular_values=[3.0, 1.0], input_dimension=40, output_dimension=30, num_samples=200,
-        noise_std=0.5, rank=2),
-    "linear_finetuning.lora_gradient_descent": lambda: (lambda p: dict(
-        X=p.X, Y=p.Y, A0=p.pretrained, rank=2, steps=5, seed=0))(_problem()),
+        singular_values=[3.0, 1.0], input_dimension=40, output_dimension=30, num_samples=200, noise_std=0.5, rank=2
+    ),
+    "linear_finetuning.lora_gradient_descent": lambda: (
+        lambda p: dict(X=p.X, Y=p.Y, A0=p.pretrained, rank=2, steps=5, seed=0)
+    )(_problem()),
     "linear_finetuning.noise_top_squared_singular_values": lambda: dict(aspect_ratio=0.5, short_dimension=20, count=3),
     "linear_finetuning.optimal_rank": lambda: dict(
-        singular_values=[3.0, 1.0], input_dimension=40, output_dimension=30, num_samples=200, noise_std=0.5),
+        singular_values=[3.0, 1.0], input_dimension=40, output_dimension=30, num_samples=200, noise_std=0.5
+    ),
     "linear_finetuning.pretrained_weights": lambda: dict(output_dimension=6, input_dimension=8, seed=0),
     "linear_finetuning.regression_data": lambda: dict(
-        true_weights=np.ones((6, 8)), num_samples=20, noise_std=0.5, seed=0),
+        true_weights=np.ones((6, 8)), num_samples=20, noise_std=0.5, seed=0
+    ),
     "linear_finetuning.spectral_task_shift": lambda: dict(
-        output_dimension=6, input_dimension=8, singular_values=[3.0, 1.0], seed=0),
+        output_dimension=6, input_dimension=8, singular_values=[3.0, 1.0], seed=0
+    ),
     "linear_finetuning.spike_strength_from_singular_value": lambda: dict(singular_value=3.0, aspect_ratio=0.5),
     "linear_finetuning.spiked_noise_scale": lambda: dict(
-        input_dimension=40, output_dimension=30, num_samples=200, noise_std=0.5),
+        input_dimension=40, output_dimension=30, num_samples=200, noise_std=0.5
+    ),
     "linear_finetuning.spiked_overlaps": lambda: dict(theta=2.0, aspect_ratio=0.5),
     "linear_finetuning.spiked_singular_value": lambda: dict(theta=2.0, aspect_ratio=0.5),
     "linear_finetuning.task_shift_spectrum": lambda: dict(kind="exponential", true_rank=4, scale=2.0, decay_rate=0.5),
@@ -199,7 +238,9 @@ VALID_CALLS: dict[str, Callable[[], dict[str, Any]]] = {
     "lora.lora_model": lambda: dict(rank=2),
     "lora.risk_derivatives_of_covariances": lambda: dict(activation="erf", rho=0.5, residual_norm=0.2),
     "lora.risk_of_covariances": lambda: dict(activation="erf", rho=0.5, residual_norm=0.2),
-    "overlap_equations.overlap_equations": lambda: dict(model=__import__("lorabook.lora").lora.MODEL),
+    "overlap_equations.overlap_equations": lambda: dict(
+        model=importlib.import_module("lorabook.single_index_lora.lora").MODEL
+    ),
     "lora.check_pretraining_strength": lambda: dict(mu=0.5),
     "lora.escape_rate": lambda: dict(coefficient_a=0.5, coefficient_b=-1.0),
     "lora.gradient_second_moment": lambda: dict(activation="erf", mu=0.5, u=0.1, m=0.2),
@@ -216,19 +257,23 @@ VALID_CALLS: dict[str, Callable[[], dict[str, Any]]] = {
     "lora.trap_strengths_sympy": lambda: dict(activation="He3"),
     # lora dynamics
     "lora_dynamics.integrate_lora_ode": lambda: dict(
-        activation="linear", pretraining_strength=0.5, initial_scale=0.01, initial_overlap=0.05,
-        final_time=5.0, n_times=20),
+        activation="linear",
+        pretraining_strength=0.5,
+        initial_scale=0.01,
+        initial_overlap=0.05,
+        final_time=5.0,
+        n_times=20,
+    ),
     "lora_dynamics.stability_constant": lambda: dict(activation="erf", n_nodes=40),
     "lora_dynamics.stability_threshold": lambda: dict(activation="erf", pretraining_strength=0.5, n_nodes=40),
     # non-aligned
     "non_aligned.overlap_ode_rhs": lambda: dict(activation="erf", mu=0.5, nu=0.3, u=0.1, m=0.2, p=0.1),
     "non_aligned.population_risk": lambda: dict(activation="erf", mu=0.5, nu=0.3, u=0.1, m=0.2, p=0.1),
     "non_aligned.simulate": lambda: dict(
-        simulator="reduced", activation="erf", pretraining_strength=0.5, offset_strength=0.3,
-        initial_scale=0.1, **SGD),
+        simulator="reduced", activation="erf", pretraining_strength=0.5, offset_strength=0.3, initial_scale=0.1, **SGD
+    ),
     # ode
-    "ode.integrate_overlap_ode": lambda: dict(
-        rhs=lambda t, y: -y, initial_state=[0.5], final_time=1.0, n_times=10),
+    "ode.integrate_overlap_ode": lambda: dict(rhs=lambda t, y: -y, initial_state=[0.5], final_time=1.0, n_times=10),
     "ode.output_times": lambda: dict(final_time=10.0, n_times=10),
     # printing
     "printing.print_wrapped": lambda: dict(label="x =", expression=1),
@@ -237,17 +282,25 @@ VALID_CALLS: dict[str, Callable[[], dict[str, Any]]] = {
     "remedies.adiabatic_overlap": lambda: dict(mu=0.5, initial_overlap=0.05, time=1.0),
     "remedies.best_rank_one_update": lambda: dict(mu=0.5, nu=0.3),
     "remedies.curriculum_outcomes": lambda: dict(
-        activation="He3", mu=0.5, switch_times=[0.5], first_teacher="He3^2", initial_scale=0.01,
-        initial_overlap=0.05, second_duration=1.0),
+        activation="He3",
+        mu=0.5,
+        switch_times=[0.5],
+        first_teacher="He3^2",
+        initial_scale=0.01,
+        initial_overlap=0.05,
+        second_duration=1.0,
+    ),
     "remedies.integrate_non_aligned_ode": lambda: dict(
-        activation="erf", mu=0.5, nu=0.3, initial_state=[0.01, 0.05, 0.0], final_time=1.0, n_times=10),
+        activation="erf", mu=0.5, nu=0.3, initial_state=[0.01, 0.05, 0.0], final_time=1.0, n_times=10
+    ),
     "remedies.non_aligned_linearization": lambda: dict(activation="erf", mu=0.5, nu=0.3),
     "remedies.non_aligned_search_time": lambda: dict(activation="erf", mu=0.5, nu=0.3),
     "remedies.non_aligned_stability_threshold": lambda: dict(activation="erf", mu=0.5, nu=0.3, n_nodes=40),
     # search phase
     "search_phase.discrete_search_time": lambda: dict(search_time=3.0, learning_rate=0.1),
     "search_phase.escape_time_slope": lambda: dict(
-        dimensions=[100, 1000, 10000], escape_times=[[2.0, 2.1], [3.1, 3.0], [4.2, 4.1]]),
+        dimensions=[100, 1000, 10000], escape_times=[[2.0, 2.1], [3.1, 3.0], [4.2, 4.1]]
+    ),
     "search_phase.hermite_series_linearization": lambda: dict(activation="erf", mu=0.5, n_terms=5),
     "search_phase.hermite_series_search_time": lambda: dict(activation="erf", mu=0.5, n_terms=5),
     "search_phase.measure_search_time": lambda: dict(activation="linear", mu=0.5, n_seeds=2, seed=0, dimension=200),
@@ -260,6 +313,10 @@ VALID_CALLS: dict[str, Callable[[], dict[str, Any]]] = {
     "sgd.simulate_full": lambda: dict(activation="erf", pretraining_strength=0.5, initial_scale=0.1, **SGD),
     "sgd.simulate_reduced": lambda: dict(activation="erf", pretraining_strength=0.5, initial_scale=0.1, **SGD),
     "sgd.simulate_sgd": lambda: dict(simulator="reduced", activation="erf", **SGD),
+    "sgd.SGDSettings": lambda: dict(SGD),
+    "sgd.resolve_settings": lambda: dict(settings=None, keywords=dict(SGD)),
+    "sgd.check_model": lambda: dict(activation="erf", teacher=None, pretraining_strength=0.5, initial_scale=0.1,
+                                    n_seeds=2),
     # single index
     "single_index.critical_noise_strength": lambda: dict(activation="He3", initial_overlap=0.1),
     "single_index.overlap_ode_rhs": lambda: dict(activation="He3"),
@@ -278,29 +335,69 @@ NOT_PROBED = {
     "reexecute.prepare_chapter_environment": "takes no arguments",
     "reexecute.main": "the command line; argparse reports bad arguments and exits",
     "publishing.sphinx_extension.setup": "Sphinx's extension hook",
-    **{f"validation.{name}": "a validator itself: tests/test_validation.py feeds it bad values"
-       for name in ("integer", "real", "real_array", "choice", "boolean", "function", "generator",
-                    "check_memory")},
+    **{
+        f"validation.{name}": "a validator itself: tests/test_validation.py feeds it bad values"
+        for name in ("integer", "real", "real_array", "choice", "boolean", "function", "generator", "check_memory",
+                     "matrix")
+    },
 }
 SCALAR_OK = {("ode.integrate_overlap_ode", "initial_state"), ("remedies.curriculum_outcomes", "switch_times")}
 """One-dimensional parameters that also take a single number (one ODE component, one switch time)."""
 MAY_BE_EMPTY = {("linear_finetuning.excess_risk_monte_carlo", "ranks")}
 """Sequences that may be empty (no LoRA ranks: only full fine-tuning is measured)."""
-TOOLING = ("lorabook.publishing", "lorabook.reexecute")
+TOOLING = ("lorabook.publishing", "lorabook.deprecation")
+PROBED_TOOLING = {"lorabook.publishing.plotting", "lorabook.publishing.printing"}
+"""Chapters call these with numbers and text: they are probed like the science modules."""
 """The book's tooling works on files and sites, not numbers; its own tests cover its inputs."""
 
-NAMES = {"activation", "teacher", "student", "name", "name_f", "name_g", "simulator", "spacing",
-         "kind", "method", "first_teacher", "second_teacher"}
+NAMES = {
+    "activation",
+    "teacher",
+    "student",
+    "name",
+    "name_f",
+    "name_g",
+    "simulator",
+    "spacing",
+    "kind",
+    "method",
+    "first_teacher",
+    "second_teacher",
+}
 """Parameters that name one of a set of choices: an unknown name must be refused."""
 KERNEL_NAMES = {"kernels": {"f", "g"}}
-SIZES = {"dimension", "batch_size", "n_steps", "n_seeds", "n_records", "n_times", "n_nodes",
-         "n_samples", "num_samples", "num_seeds", "iterations", "steps", "grid_size", "n_terms",
-         "input_dimension", "output_dimension", "rank", "count", "short_dimension", "chunk_size",
-         "record_every", "max_rank", "true_rank", "k_max", "k"}
+SIZES = {
+    "dimension",
+    "batch_size",
+    "n_steps",
+    "n_seeds",
+    "n_records",
+    "n_times",
+    "n_nodes",
+    "n_samples",
+    "num_samples",
+    "num_seeds",
+    "iterations",
+    "steps",
+    "grid_size",
+    "n_terms",
+    "input_dimension",
+    "output_dimension",
+    "rank",
+    "count",
+    "short_dimension",
+    "chunk_size",
+    "record_every",
+    "max_rank",
+    "true_rank",
+    "k_max",
+    "k",
+}
 """Integer sizes and counts (k and k_max may be 0; the others must be positive)."""
 MAY_BE_ZERO = {"k", "k_max", "true_rank", "n_steps", "steps", "count"}
 ALLOCATES = {
     "sgd.simulate_full": {"dimension", "n_seeds", "n_records", "batch_size"},
+    "sgd.SGDSettings": {"n_seeds", "n_records", "batch_size"},
     "sgd.simulate_reduced": {"n_seeds", "n_records", "batch_size"},
     "sgd.simulate_sgd": {"n_seeds", "n_records", "batch_size"},
     "sgd.initial_overlaps": {"n_seeds"},
@@ -352,23 +449,96 @@ MATCHED = {
     "remedies.integrate_non_aligned_ode": {"initial_state"},
 }
 """Arrays whose shape must match other arguments (or a fixed length): one more column is wrong."""
-POSITIVE = {"learning_rate", "final_time", "aspect_ratio", "second_duration", "scale", "threshold",
-            "noise_factor", "amplitude", "growth", "risk_tolerance", "rtol", "atol", "first_time",
-            "norm_squared"}
-NON_NEGATIVE = {"noise_std", "noise_strength", "shift_energy", "decay_rate",
-                "initial_perp_norm_squared", "variance", "c11", "c22", "residual_norm"}
+POSITIVE = {
+    "learning_rate",
+    "final_time",
+    "aspect_ratio",
+    "second_duration",
+    "scale",
+    "threshold",
+    "noise_factor",
+    "amplitude",
+    "growth",
+    "risk_tolerance",
+    "rtol",
+    "atol",
+    "first_time",
+    "norm_squared",
+}
+NON_NEGATIVE = {
+    "noise_std",
+    "noise_strength",
+    "shift_energy",
+    "decay_rate",
+    "initial_perp_norm_squared",
+    "variance",
+    "c11",
+    "c22",
+    "residual_norm",
+}
 MAY_BE_INFINITE = {"search_time"}
 """A search time is infinite where the pre-trained point does not escape (a trap)."""
 UNIT_INTERVAL = {"initial_overlap", "m", "overlap", "fraction"}
 """Cosines and fractions: |value| <= 1."""
-NUMBERS = {"mu", "nu", "u", "p", "pretraining_strength", "offset_strength", "strength", "start", "end",
-           "c12", "correlation", "theta", "singular_value", "shift_singular_value", "coefficient_a",
-           "coefficient_b", "search_time", "rho", "risk_q", "risk_rho", "initial_alpha", "initial_beta", "time", "z", "initial_scale"}
-ARRAYS = {"X", "Y", "A0", "A", "B", "task_shift", "pretrained", "weights", "initial_weights",
-          "initial_A", "estimate", "true_weights", "times", "loss", "state", "left_vector",
-          "right_vector", "singular_values", "switch_times", "initial_state"}
-BOOLEANS = {"antithetic", "train_scale", "include_correction", "include_unwhitening",
-            "stop_at_escape", "stop_when_escaped", "escape_on_magnitude", "on_magnitude"}
+NUMBERS = {
+    "mu",
+    "nu",
+    "u",
+    "p",
+    "pretraining_strength",
+    "offset_strength",
+    "strength",
+    "start",
+    "end",
+    "c12",
+    "correlation",
+    "theta",
+    "singular_value",
+    "shift_singular_value",
+    "coefficient_a",
+    "coefficient_b",
+    "search_time",
+    "rho",
+    "risk_q",
+    "risk_rho",
+    "initial_alpha",
+    "initial_beta",
+    "time",
+    "z",
+    "initial_scale",
+}
+ARRAYS = {
+    "X",
+    "Y",
+    "A0",
+    "A",
+    "B",
+    "task_shift",
+    "pretrained",
+    "weights",
+    "initial_weights",
+    "initial_A",
+    "estimate",
+    "true_weights",
+    "times",
+    "loss",
+    "state",
+    "left_vector",
+    "right_vector",
+    "singular_values",
+    "switch_times",
+    "initial_state",
+}
+BOOLEANS = {
+    "antithetic",
+    "train_scale",
+    "include_correction",
+    "include_unwhitening",
+    "stop_at_escape",
+    "stop_when_escaped",
+    "escape_on_magnitude",
+    "on_magnitude",
+}
 CALLABLES = {"f", "rhs"}
 SYMBOLS = {"variable", "variables"}
 
@@ -377,18 +547,20 @@ def _public_functions() -> dict[str, Callable]:
     found = {}
     for module_info in pkgutil.walk_packages(lorabook.__path__, "lorabook."):
         name = module_info.name
-        if name.rsplit(".", 1)[-1].startswith("_") or name.startswith(TOOLING):
+        if name.rsplit(".", 1)[-1].startswith("_") or (name.startswith(TOOLING) and name not in PROBED_TOOLING):
             continue
         module = importlib.import_module(name)
         for attribute, value in vars(module).items():
             if attribute.startswith("_") or getattr(value, "__module__", None) != name:
                 continue
             if inspect.isfunction(value):
-                found[name.removeprefix("lorabook.") + "." + attribute] = value
+                found[name.rsplit(".", 1)[-1] + "." + attribute] = value  # module names are unique
     return found
 
 
 PUBLIC = _public_functions()
+# The settings object of the simulators validates its fields itself: probe its constructor.
+PUBLIC["sgd.SGDSettings"] = importlib.import_module("lorabook.single_index_lora.sgd").SGDSettings
 
 
 def _probes(function_name: str, parameter: str, valid: Any) -> list[tuple[str, Any]]:
@@ -401,17 +573,18 @@ def _probes(function_name: str, parameter: str, valid: Any) -> list[tuple[str, A
     elif parameter in CALLABLES:
         probes += [("not callable", 3)]
     elif parameter in SIZES:
-        probes += [("negative size", -1), ("fractional size", 2.5), ("size as a string", "3"),
-                   ("size as a bool", True)]
+        probes += [("negative size", -1), ("fractional size", 2.5), ("size as a string", "3"), ("size as a bool", True)]
         if parameter not in MAY_BE_ZERO:
             probes.append(("zero size", 0))
         if parameter in ALLOCATES.get(function_name, ()):
             probes.append(("size beyond memory", HUGE))
     elif parameter in ARRAYS:
         array = np.asarray(valid, dtype=float)
-        probes += [("NaN entry", np.where(np.arange(array.size).reshape(array.shape) == 0, np.nan, array)),
-                   ("empty array", np.zeros((0,) * max(array.ndim, 1))),
-                   ("wrong type", "abc")]
+        probes += [
+            ("NaN entry", np.where(np.arange(array.size).reshape(array.shape) == 0, np.nan, array)),
+            ("empty array", np.zeros((0,) * max(array.ndim, 1))),
+            ("wrong type", "abc"),
+        ]
         # Leading axes are batch axes in many functions: fewer axes are what is always wrong.
         if array.ndim >= 2:
             probes.append(("too few dimensions", array.reshape(-1)))
@@ -429,6 +602,10 @@ def _probes(function_name: str, parameter: str, valid: Any) -> list[tuple[str, A
         probes += [("not a Generator", 3)]
     elif parameter == "model":
         probes += [("not a model", 3)]
+    elif parameter == "settings":
+        probes += [("not SGDSettings", 3)]
+    elif parameter == "keywords":
+        probes += [("unknown setting", {**valid, "no_such_setting": 1})]
     elif parameter == "result":
         probes += [("wrong type", 3)]
     elif parameter == "stages":
@@ -438,7 +615,7 @@ def _probes(function_name: str, parameter: str, valid: Any) -> list[tuple[str, A
         if (function_name, parameter) not in MAY_BE_EMPTY:
             probes.append(("empty", []))
     elif isinstance(valid, (int, float)) and not isinstance(valid, bool):
-        kind = (POSITIVE | NON_NEGATIVE | UNIT_INTERVAL | NUMBERS)
+        kind = POSITIVE | NON_NEGATIVE | UNIT_INTERVAL | NUMBERS
         if parameter in kind or parameter in ("c11", "c12", "c22", "variance", "covariance"):
             probes += [("NaN", math.nan), ("number as a string", "x")]
             if parameter not in MAY_BE_INFINITE:
@@ -482,8 +659,11 @@ def _call(function: Callable, arguments: dict, limit: float = 5.0) -> tuple[Base
 def test_every_public_function_is_probed_or_excused() -> None:
     unlisted = sorted(set(PUBLIC) - set(VALID_CALLS) - set(NOT_PROBED))
     assert not unlisted, f"add a valid call (VALID_CALLS) or a reason (NOT_PROBED) for {unlisted}"
-    stale = sorted((set(VALID_CALLS) | set(NOT_PROBED)) - set(PUBLIC) - {"reexecute.main",
-        "reexecute.prepare_chapter_environment", "publishing.sphinx_extension.setup"})
+    stale = sorted(
+        (set(VALID_CALLS) | set(NOT_PROBED))
+        - set(PUBLIC)
+        - {"reexecute.main", "reexecute.prepare_chapter_environment", "publishing.sphinx_extension.setup"}
+    )
     assert not stale, f"no such public function: {stale}"
 
 
@@ -500,7 +680,11 @@ def test_bad_input_gets_a_clear_error_naming_the_parameter(capsys: pytest.Captur
     for name in sorted(VALID_CALLS):
         function = PUBLIC[name]
         valid = VALID_CALLS[name]()
-        for parameter in inspect.signature(function).parameters:
+        signature = inspect.signature(function).parameters
+        parameters = list(signature)
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.values()):
+            parameters += [key for key in valid if key not in signature]  # keywords taken by **kwargs
+        for parameter in parameters:
             if parameter not in valid:
                 continue
             probes = _probes(name, parameter, valid[parameter])
@@ -524,6 +708,8 @@ def test_bad_input_gets_a_clear_error_naming_the_parameter(capsys: pytest.Captur
                 else:
                     clear += 1
     with capsys.disabled():
-        print(f"\nbad-input probes: {tried} tried, {clear} clear errors, {len(problems)} other; "
-              f"{len(unprobed)} parameters without a probe: {', '.join(unprobed)}")
+        print(
+            f"\nbad-input probes: {tried} tried, {clear} clear errors, {len(problems)} other; "
+            f"{len(unprobed)} parameters without a probe: {', '.join(unprobed)}"
+        )
     assert not problems, f"{len(problems)} of {tried} probes:\n" + "\n".join(problems)

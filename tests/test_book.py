@@ -13,7 +13,7 @@ import nbformat
 import pytest
 import yaml
 
-from lorabook import reexecute
+from lorabook.publishing import reexecute
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))
@@ -51,7 +51,7 @@ def test_notebook_executed_in_order_without_errors(path: Path) -> None:
     notebook = nbformat.read(path, as_version=4)
     counts = [cell.execution_count for cell in notebook.cells if cell.cell_type == "code"]
     assert counts == list(range(1, len(counts) + 1)), (
-        f"{path.name}: execution counts {counts} are not 1..n; re-run `python -m lorabook.reexecute`"
+        f"{path.name}: execution counts {counts} are not 1..n; re-run `python -m lorabook.publishing.reexecute`"
     )
     for cell in notebook.cells:
         for output in cell.get("outputs", []):
@@ -89,7 +89,7 @@ def test_install_cell_matches_config(path: Path) -> None:
     url = reexecute.configured_repository_url(ROOT)
     assert f'BOOK_REPOSITORY = "{url}"' in first_code.source, (
         "the first code cell must be the Colab install cell, in sync with _config.yml "
-        "(run `python -m lorabook.reexecute --install-cells-only`)"
+        "(run `python -m lorabook.publishing.reexecute --install-cells-only`)"
     )
     assert 'f"lorabook @ git+{BOOK_REPOSITORY}"' in first_code.source
     assert first_code.outputs == [], "the install cell is silent when lorabook is installed"
@@ -220,7 +220,8 @@ def test_markdown_has_no_control_characters(path: Path) -> None:
             texts.append(figure.get("caption", ""))
         for text in texts:
             bad = re.search(r"[\t\x07\x08\x0b\x0c\r]", text)
-            assert bad is None, f"{path.name}, cell {index}: control character near {text[max(0, bad.start() - 20):bad.end() + 10]!r}"
+            near = text[max(0, bad.start() - 20):bad.end() + 10] if bad else ""
+            assert bad is None, f"{path.name}, cell {index}: control character near {near!r}"
 
 
 def test_package_docstrings_have_no_control_characters() -> None:
@@ -240,7 +241,7 @@ def test_package_docstrings_have_no_control_characters() -> None:
 
 def _readme_ci_commands() -> list[str]:
     text = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = text[text.index("<!-- ci: begin"):text.index("<!-- ci: end -->")]
+    section = text[text.index("<!-- ci: begin") : text.index("<!-- ci: end -->")]
     blocks = re.findall(r"^```bash\n(.*?)^```", section, re.MULTILINE | re.DOTALL)
     return [line for block in blocks for line in block.strip().splitlines()]
 
@@ -317,8 +318,10 @@ def _interrupt_reexecution(tmp_path: Path, signum: int, delay: float) -> tuple[P
     _write_notebook(chapter, ["import time", "print('a' * 100000)", "time.sleep(0.3)", "print(2)"])
     before = chapter.read_bytes()
     process = subprocess.Popen(
-        [sys.executable, "-m", "lorabook.reexecute", str(chapter)], cwd=tmp_path,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [sys.executable, "-m", "lorabook.publishing.reexecute", str(chapter)],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     time.sleep(delay)
     process.send_signal(signum)

@@ -22,8 +22,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy import integrate
 
-from lorabook import kernels, lora
-from lorabook.activations import activation
+from lorabook.single_index_lora import lora
+from lorabook.toolkit import kernels
+from lorabook.toolkit.activations import activation
 
 pytestmark = pytest.mark.slow
 

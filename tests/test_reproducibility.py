@@ -9,8 +9,6 @@ import subprocess
 import sys
 import textwrap
 
-import pytest
-
 # Each entry: a name and a call with the placeholder SEED, small enough to run in a fraction
 # of a second. Together they cover every public function of lorabook that takes a seed.
 CALLS = {
@@ -52,8 +50,9 @@ SCRIPT = textwrap.dedent(
     """
     import dataclasses, hashlib, json, sys
     import numpy as np
-    from lorabook import curriculum, full_finetuning, gaussian, non_aligned, search_phase, sgd
-    from lorabook import linear_finetuning as lf
+    from lorabook.single_index_lora import curriculum, full_finetuning, non_aligned, search_phase, sgd
+    from lorabook.toolkit import gaussian
+    from lorabook.linear_regression import linear_finetuning as lf
 
     P = lf.finetuning_problem(8, 6, 20, 2, 0.5, seed=0)  # fixed data for the estimators
 

@@ -1,7 +1,11 @@
-"""The book as readers get it: the build extension, the site check, editions and handouts.
+"""The book's tooling: figures, printing, re-execution, and the book as readers get it.
 
 Modules:
 
+* :mod:`lorabook.publishing.plotting`: the book's single figure style;
+* :mod:`lorabook.publishing.printing`: printed results that fit the page column;
+* :mod:`lorabook.publishing.reexecute`: re-execute the book's chapters in place
+  (``python -m lorabook.publishing.reexecute``);
 * :mod:`lorabook.publishing.sphinx_extension`: the Sphinx extension of the book's build (launch
   buttons from the repository URL, offline MathJax, chapters numbered by file, the student
   edition, the instructor's guide);

@@ -19,7 +19,7 @@ import os
 import sys
 from pathlib import Path
 
-from lorabook.reexecute import REPOSITORY_URL_VARIABLE, find_book_root, repository_url
+from lorabook.publishing.reexecute import REPOSITORY_URL_VARIABLE, find_book_root, repository_url
 
 
 def _check_site(arguments: argparse.Namespace) -> int:

@@ -18,6 +18,14 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+__all__ = [
+    "find_chromium",
+    "serve",
+    "chromium",
+    "is_local",
+    "redirect_target",
+]
+
 CHROMIUM_VARIABLE = "LORABOOK_CHROMIUM"
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 CHROMIUM_FLAGS = [

@@ -14,8 +14,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from lorabook.publishing.reexecute import toc_notebooks
 from lorabook.publishing.sphinx_extension import EDITION_VARIABLE, EXECUTED_NOTEBOOKS_VARIABLE
-from lorabook.reexecute import toc_notebooks
 
 STUDENT_OUTPUT = Path("_build") / "student" / "html"
 

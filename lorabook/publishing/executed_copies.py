@@ -19,8 +19,8 @@ executes everything.
 from __future__ import annotations
 
 import hashlib
-from copy import deepcopy
 import time
+from copy import deepcopy
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ from typing import Any
 import nbformat
 
 from lorabook.publishing.binder import pinned_requirements
-from lorabook.reexecute import write_atomically
+from lorabook.publishing.reexecute import write_atomically
 
 COPIES = Path("_build") / "jupyter_execute"
 METADATA_KEY = "lorabook"
@@ -99,7 +99,7 @@ def write_copy(
     code = [cell for cell in copy.cells if cell.cell_type == "code"]
     if len(code) != len(outputs):
         raise ValueError(f"{docname}: {len(code)} code cells but {len(outputs)} lists of outputs")
-    for count, (cell, cell_outputs) in enumerate(zip(code, outputs), start=1):
+    for count, (cell, cell_outputs) in enumerate(zip(code, outputs, strict=True), start=1):
         cell.outputs = [nbformat.from_dict(dict(output)) for output in cell_outputs]
         cell.execution_count = count
         for output in cell.outputs:

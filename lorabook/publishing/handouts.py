@@ -17,6 +17,14 @@ from pathlib import Path
 
 from lorabook.publishing import browser, chapters
 
+__all__ = [
+    "print_handouts",
+    "check_handout",
+    "chapter_pages",
+    "Handout",
+    "HandoutError",
+]
+
 PRINT_SCALE = 0.8
 """The handouts are printed at 80%: the page column then holds about 100 characters of code."""
 PRINT_WIDTH = round((210 - 28) / 25.4 * 96 / PRINT_SCALE)

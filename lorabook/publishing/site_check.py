@@ -32,6 +32,14 @@ from urllib.parse import unquote, urldefrag, urlparse
 
 from lorabook.publishing import browser, chapters
 
+__all__ = [
+    "check_site",
+    "Problem",
+    "Report",
+    "site_pages",
+    "expected_launch_links",
+]
+
 EDITIONS = ("instructor", "student")
 CHAPTER_SECONDS = 90.0
 """The longest a chapter may take to execute (the book's target: about a minute, at most 90 s)."""
@@ -275,7 +283,7 @@ async def _check_all(site, report, options, from_disk, screenshots, concurrency)
                 results = await asyncio.gather(*(one(name) for name in report.pages))
                 ids = {
                     (site / name).resolve(): set(collected["ids"])
-                    for name, (_, collected, _) in zip(report.pages, results)
+                    for name, (_, collected, _) in zip(report.pages, results, strict=True)
                     if collected
                 }
                 for label, collected, problems in results:

@@ -42,13 +42,22 @@ from sphinx.util import logging
 from sphinx.util.docutils import SphinxDirective
 
 from lorabook.publishing import chapters, executed_copies
-from lorabook.reexecute import (
+from lorabook.publishing.reexecute import (
     prepare_chapter_environment,
     repository_url,
     sync_install_cell,
     toc_notebooks,
     write_atomically,
 )
+
+__all__ = [
+    "edition",
+    "mathjax_folder",
+    "virtual_environments",
+    "package_layout",
+    "ChapterGuide",
+    "PackageAPI",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -193,7 +202,7 @@ def _show_copy(app: Any, docname: str, notebook: Any, copy: Any) -> None:
 
     code = [cell for cell in notebook.cells if cell.cell_type == "code"]
     executed = [cell for cell in copy.cells if cell.cell_type == "code"]
-    for cell, executed_cell in zip(code, executed):
+    for cell, executed_cell in zip(code, executed, strict=True):
         cell.outputs = executed_cell.outputs
         cell.execution_count = executed_cell.execution_count
     notebook.metadata.setdefault("mystnb", {})["execution_mode"] = "off"
@@ -328,6 +337,83 @@ class ChapterGuide(SphinxDirective):
         return [container]
 
 
+def package_layout(package: str = "lorabook") -> list[tuple[str, list[str]]]:
+    """The subpackages of ``package`` and the public modules of each, in the order their
+    docstrings list them.
+
+    The top-level docstring must name every subpackage (``:mod:`lorabook.toolkit```) and each
+    subpackage's docstring every public module it holds, so that the package's own index and
+    the API page generated from it (:class:`PackageAPI`) can never leave a module out.
+
+    Raises
+    ------
+    ValueError
+        If a subpackage or a module is missing from the docstring that should list it.
+    """
+    import importlib
+    import pkgutil
+
+    def listed(module: Any, found: list[str]) -> list[str]:
+        text = module.__doc__ or ""
+        missing = [name for name in found if f":mod:`{name}`" not in text]
+        if missing:
+            raise ValueError(f"the docstring of {module.__name__} does not list {', '.join(missing)}")
+        return sorted(found, key=lambda name: text.index(f":mod:`{name}`"))
+
+    root = importlib.import_module(package)
+    layout = []
+    subpackages = [f"{package}.{info.name}" for info in pkgutil.iter_modules(root.__path__) if info.ispkg]
+    for subpackage in listed(root, subpackages):
+        module = importlib.import_module(subpackage)
+        public = [f"{subpackage}.{info.name}" for info in pkgutil.iter_modules(module.__path__)
+                  if not info.name.startswith("_") and not info.ispkg]
+        layout.append((subpackage, listed(module, public)))
+    return layout
+
+
+class PackageAPI(SphinxDirective):
+    """``{package-api}``: the API reference of lorabook, generated from the package itself.
+
+    One section per subpackage (its docstring), one subsection per public module (its
+    docstring and its public members, those of ``__all__`` where a module defines it), in the
+    order of :func:`package_layout`; then the top-level names and where each comes from.
+    """
+
+    has_content = False
+
+    def run(self) -> list[nodes.Node]:
+        import importlib
+
+        from sphinx.util.nodes import nested_parse_with_titles
+
+        import lorabook
+
+        lines = ["## Top level", "",
+                 "The package's top level re-exports the entry points readers use most:", ""]
+        for name in lorabook.__all__:
+            value = getattr(lorabook, name)
+            home = getattr(value, "__module__", None)
+            if home is None or not hasattr(value, "__qualname__"):  # a constant
+                home = next(module for _, modules in package_layout() for module in modules
+                            if name in vars(importlib.import_module(module)))
+                lines.append(f"- `lorabook.{name}` is {{py:data}}`{home}.{name}`;")
+            else:
+                lines.append(f"- `lorabook.{name}` is {{py:func}}`{home}.{name}`;")
+        lines[-1] = lines[-1].rstrip(";") + "."
+        lines.append("")
+        for subpackage, modules in package_layout():
+            summary = (importlib.import_module(subpackage).__doc__ or "").strip().splitlines()[0]
+            lines += [f"## `{subpackage}`: {summary.rstrip('.').rstrip(':')}", "",
+                      "```{eval-rst}", f".. automodule:: {subpackage}", "```", ""]
+            for module in modules:
+                self.env.note_dependency(importlib.import_module(module).__file__)
+                lines += [f"### `{module}`", "", "```{eval-rst}", f".. automodule:: {module}",
+                          "   :members:", "```", ""]
+        container = nodes.section()
+        nested_parse_with_titles(self.state, StringList(lines), container)
+        return list(container.children)
+
+
 def _drop_thebe_scripts(app: Any) -> None:
     """Keep sphinx-thebe's scripts off the pages.
 
@@ -354,4 +440,5 @@ def setup(app: Any) -> dict[str, Any]:
     app.connect("env-get-updated", _number_chapters_by_file)
     app.connect("build-finished", _finish)
     app.add_directive("chapter-guide", ChapterGuide)
+    app.add_directive("package-api", PackageAPI)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
