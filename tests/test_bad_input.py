@@ -74,6 +74,7 @@ VALID_CALLS: dict[str, Callable[[], dict[str, Any]]] = {
     "activations.is_polynomial": lambda: dict(name="He3"),
     "activations.squared_base": lambda: dict(name="erf^2"),
     "activations.resolve_teacher": lambda: dict(activation="erf", teacher="He3"),
+    "activations.resolve_activation": lambda: dict(name="He1+He3"),
     # curriculum
     "curriculum.integrate_curriculum_ode": lambda: dict(
         activation="linear",

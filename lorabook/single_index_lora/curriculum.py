@@ -62,7 +62,7 @@ def _check_stages(stages: Sequence[tuple], what: str, allow_rate: bool = False) 
         if not isinstance(stage, (tuple, list)) or len(stage) not in sizes:
             raise TypeError(f"stages[{index}]: each stage must be a {shape} tuple, got {stage!r}")
         teacher, length, *rate = stage
-        check_target(teacher, parameter=f"stages[{index}][0] (the teacher)")
+        teacher = check_target(teacher, parameter=f"stages[{index}][0] (the teacher)")
         label = f"stages[{index}][1] (the {what})"
         length = integer(length, label, minimum=None) if what == "n_steps" else real(length, label)
         if length <= 0:
@@ -107,7 +107,7 @@ def simulate_curriculum(
         ``spacing``), shared by every stage.
     """
     choice(simulator, "simulator", SIMULATORS)
-    check_target(activation, parameter="activation")
+    activation = check_target(activation, parameter="activation")
     checked = _check_stages(stages, "n_steps", allow_rate=True)
     for forbidden in ("teacher", "n_steps", "train_scale"):
         if forbidden in settings:
@@ -158,7 +158,7 @@ def integrate_curriculum_ode(
         ``times`` of shape ``(n,)`` from 0, and ``states`` of shape ``(n, 2)`` with columns
         :math:`(u, m)`.
     """
-    check_target(activation, parameter="activation")
+    activation = check_target(activation, parameter="activation")
     check_pretraining_strength(pretraining_strength, parameter="pretraining_strength")
     checked = _check_stages(stages, "duration")
     real(initial_scale, "initial_scale")

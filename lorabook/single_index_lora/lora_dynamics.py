@@ -197,7 +197,7 @@ def stability_constant(activation: str, n_nodes: int = 200) -> float:
     ValueError
         For an unknown activation or ``n_nodes < 2``.
     """
-    check_target(activation, parameter="activation")  # any student, composite ones included
+    activation = check_target(activation, parameter="activation")  # any student, composite ones included
     n_nodes = integer(n_nodes, "n_nodes", minimum=2)
     # numpy's hermegauss finds the nodes as the eigenvalues of an n x n companion matrix.
     check_memory(n_nodes**2, "n_nodes", "the companion matrix of the Gauss-Hermite rule")
@@ -238,7 +238,7 @@ def stability_threshold(activation: str, pretraining_strength: float | np.ndarra
     ValueError
         For an unknown activation, :math:`\mu` outside ``(0, 1]`` or ``n_nodes < 2``.
     """
-    check_target(activation, parameter="activation")
+    activation = check_target(activation, parameter="activation")
     mu = check_pretraining_strength(pretraining_strength, parameter="pretraining_strength")
     ratio = stability_constant(activation, n_nodes)
     with np.errstate(divide="ignore"):

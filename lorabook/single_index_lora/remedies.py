@@ -83,9 +83,9 @@ def non_aligned_linearization(
     ValueError, TypeError
         For unknown names (the message lists the valid ones) or invalid strengths.
     """
-    check_activation(activation, parameter="activation")
+    activation = check_activation(activation, parameter="activation")
     if teacher is not None:
-        check_target(teacher, parameter="teacher")
+        teacher = check_target(teacher, parameter="teacher")
     mu_array, nu_array = _check_strengths(mu, nu)
     # The Jacobian of the non-aligned drift at (u, m, p) = 0, derived from its model description,
     # with (F_q, F_rho) at the pre-trained point q = mu^2 + nu^2, rho = mu.
@@ -173,7 +173,7 @@ def non_aligned_stability_threshold(
     ValueError, TypeError
         For an unknown activation (the message lists the valid names) or invalid strengths.
     """
-    check_activation(activation, parameter="activation")
+    activation = check_activation(activation, parameter="activation")
     integer(n_nodes, "n_nodes", minimum=2)
     scale = np.asarray(best_rank_one_update(mu, nu)[0], dtype=float)
     return _output(stability_constant(activation, n_nodes) / scale**2)
@@ -225,9 +225,9 @@ def integrate_non_aligned_ode(
     ValueError, TypeError
         For invalid names, strengths or states.
     """
-    check_activation(activation, parameter="activation")
+    activation = check_activation(activation, parameter="activation")
     if teacher is not None:
-        check_target(teacher, parameter="teacher")
+        teacher = check_target(teacher, parameter="teacher")
     _check_strengths(mu, nu)
     choice(method, "method", SOLVER_METHODS)
     states = np.atleast_2d(real_array(initial_state, "initial_state", ndim=(1, 2)))
@@ -313,9 +313,9 @@ def curriculum_outcomes(
     ValueError, TypeError
         For invalid names, times or states.
     """
-    check_activation(activation, parameter="activation")
+    activation = check_activation(activation, parameter="activation")
     lora.check_pretraining_strength(mu)
-    check_target(first_teacher, parameter="first_teacher")
+    first_teacher = check_target(first_teacher, parameter="first_teacher")
     second = activation if second_teacher is None else check_target(second_teacher, parameter="second_teacher")
     times = real_array(switch_times, "switch_times", ndim=(0, 1)).ravel()
     if np.any(times <= 0):

@@ -471,7 +471,7 @@ def check_model(activation: str, teacher: str | None, pretraining_strength: floa
     per seed). Every message names the parameter as the simulators spell it.
     """
     n_seeds = integer(n_seeds, "n_seeds")
-    check_target(activation, parameter="activation")
+    activation = check_target(activation, parameter="activation")
     teacher = activation if teacher is None else check_target(teacher, parameter="teacher")
     real(pretraining_strength, "pretraining_strength", minimum=0.0, maximum=1.0)
     scale = real_array(initial_scale, "initial_scale")

@@ -57,7 +57,7 @@ _LAMBDA_STAR = sp.Symbol("lambda_star", real=True)
 
 def _names(activation: str, teacher: str | None) -> tuple[str, str]:
     """Validate the names; the teacher defaults to the student activation."""
-    check_activation(activation, parameter="activation")
+    activation = check_activation(activation, parameter="activation")
     teacher = activation if teacher is None else check_activation(teacher, parameter="teacher")
     for parameter, name in (("activation", activation), ("teacher", teacher)):
         if not is_polynomial(name):

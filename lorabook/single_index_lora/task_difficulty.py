@@ -34,7 +34,7 @@ _Z = sp.Symbol("z", real=True)
 
 
 def _check_polynomial(name: object, role: str) -> str:
-    check_target(name, parameter=role)
+    name = check_target(name, parameter=role)
     if not is_polynomial(name):
         raise ValueError(f"{role}={name!r} is not a polynomial activation; valid choices: 'linear', 'He1'..'He10', "
                          f"Hermite combinations such as 'He1+He3', or their squares such as 'He3^2'")

@@ -25,6 +25,11 @@ those and the composite teacher names, and every function below that evaluates a
 (:func:`activation`, its derivatives, :func:`activation_sympy`, :func:`is_polynomial`) accepts
 both. Every public function validates the name and raises :class:`ValueError` listing the valid
 names (or :class:`TypeError` when the name is not a string).
+
+A name is resolved once: :func:`resolve_activation` (and the checks built on it) turns it into an
+:class:`Activation`, a :class:`str` that carries its parsed form and its numeric functions, built
+once per name. The public functions of lorabook resolve their activation arguments at the
+boundary and pass the :class:`Activation` down, where every check returns it unchanged.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from fractions import Fraction
+from functools import cache, cached_property
 
 import numpy as np
 import sympy as sp
@@ -61,8 +67,8 @@ def check_activation(name: object, *, parameter: str = "name") -> str:
 
     Returns
     -------
-    str
-        The same name, known to be valid.
+    Activation
+        The name as an :class:`Activation` (a :class:`str`), known to be valid.
 
     Raises
     ------
@@ -72,6 +78,8 @@ def check_activation(name: object, *, parameter: str = "name") -> str:
         If ``name`` is not one of :data:`ACTIVATION_NAMES`; the message names ``parameter`` and
         lists the valid names.
     """
+    if isinstance(name, Activation) and name.is_student:
+        return name
     if not isinstance(name, str):
         raise TypeError(
             f"{parameter} must be a string naming an activation, got {type(name).__name__}; "
@@ -81,7 +89,7 @@ def check_activation(name: object, *, parameter: str = "name") -> str:
         raise ValueError(
             f"{parameter}={name!r} is not an activation; valid names: {', '.join(ACTIVATION_NAMES)}"
         )
-    return name
+    return _resolved(name)
 
 
 SQUARE_SUFFIX = "^2"
@@ -92,6 +100,108 @@ _TARGET_HELP = (
     "'<name>^2' (a squared activation, e.g. 'erf^2') or a sum of Hermite terms such as "
     f"'He3+He5' or 'He2+0.5*He4' (degrees 1..{MAX_HERMITE_DEGREE})"
 )
+
+
+
+class Activation(str):
+    r"""An activation or target name, validated and parsed once.
+
+    It is a :class:`str`: it compares, hashes and prints as its name, so it goes wherever a name
+    goes (dictionary keys, caches, results, messages). It also carries the parsed form, so that
+    nothing below the public boundary parses or validates the name again: the checks
+    (:func:`check_target`, :func:`check_activation`) return an :class:`Activation` unchanged,
+    and the numeric forms are built once per name and shared.
+
+    Made only by :func:`resolve_activation` (one object per name).
+
+    Attributes
+    ----------
+    base
+        For a squared target ``"<name>^2"``, the :class:`Activation` of ``<name>``; else ``None``.
+    hermite_terms
+        For a Hermite combination such as ``"He3+He5"``, ``{degree: coefficient}`` (exact
+        fractions); else ``None``.
+    degree
+        :math:`k` for the plain Hermite activation ``"He<k>"``; else ``None``.
+    is_student
+        Whether the name is one of :data:`ACTIVATION_NAMES` (valid for a student).
+    """
+
+    base: Activation | None
+    hermite_terms: dict[int, Fraction] | None
+    degree: int | None
+
+    def __reduce__(self) -> tuple[Callable[..., Activation], tuple[str]]:
+        # Pickles as its name (the cached numeric forms are lambdas).
+        return resolve_activation, (str(self),)
+
+    @property
+    def is_student(self) -> bool:
+        return str(self) in ACTIVATION_NAMES
+
+    @property
+    def is_polynomial(self) -> bool:
+        """Whether it is a polynomial (linear, Hermite, their squares and sums)."""
+        if self.base is not None:
+            return self.base.is_polynomial
+        return self == "linear" or self.degree is not None or self.hermite_terms is not None
+
+    @cached_property
+    def function(self) -> ArrayFunction:
+        """The activation :math:`s`, vectorised (see :func:`activation`)."""
+        return _make_function(self)
+
+    @cached_property
+    def derivative(self) -> ArrayFunction:
+        """:math:`s'`, vectorised (see :func:`activation_derivative`)."""
+        return _make_derivative(self)
+
+    @cached_property
+    def second_derivative(self) -> ArrayFunction:
+        """:math:`s''`, vectorised (see :func:`activation_second_derivative`)."""
+        return _make_second_derivative(self)
+
+
+def resolve_activation(name: object, *, parameter: str = "name") -> Activation:
+    """The :class:`Activation` of a valid activation or target name (see :func:`check_target`).
+
+    An :class:`Activation` is returned as it is; a string is validated and parsed once and the
+    same object is returned for the same name.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`check_target`, naming ``parameter``.
+    """
+    if isinstance(name, Activation):
+        return name
+    if not isinstance(name, str):
+        raise TypeError(f"{parameter} must be a string naming an activation or target, got {type(name).__name__}; "
+                        f"valid names: {', '.join(ACTIVATION_NAMES)}, or composite targets {_TARGET_HELP}")
+    try:
+        return _resolved(name)
+    except _UnknownName:
+        raise ValueError(f"{parameter}={name!r} is not an activation or target; valid names: "
+                         f"{', '.join(ACTIVATION_NAMES)}, or composite targets {_TARGET_HELP}") from None
+    except ValueError as error:  # a Hermite combination with a bad degree or cancelling terms
+        raise ValueError(f"{parameter}={name!r}: {error}") from None
+
+
+class _UnknownName(Exception):
+    """Raised by :func:`_resolved` for a string that is no activation or target name."""
+
+
+@cache
+def _resolved(name: str) -> Activation:
+    base = _squared_base(name)
+    terms = None if base is not None else _hermite_combination(name)
+    if name not in ACTIVATION_NAMES and base is None and terms is None:
+        raise _UnknownName(name)
+    resolved = str.__new__(Activation, name)
+    resolved.base = None if base is None else _resolved(base)
+    resolved.hermite_terms = terms
+    resolved.degree = int(name[2:]) if name in HERMITE_NAMES else None
+    return resolved
 
 
 def hermite_combination(name: str) -> dict[int, Fraction] | None:
@@ -109,8 +219,7 @@ def hermite_combination(name: str) -> dict[int, Fraction] | None:
         If ``name`` is not a valid activation or target name (see :func:`check_target`), e.g. a
         degree lies outside ``1..MAX_HERMITE_DEGREE`` or every coefficient cancels.
     """
-    check_target(name)
-    return _hermite_combination(name)
+    return check_target(name).hermite_terms
 
 
 def _hermite_combination(name: str) -> dict[int, Fraction] | None:
@@ -144,8 +253,8 @@ def squared_base(name: str) -> str | None:
     TypeError, ValueError
         If ``name`` is not a valid activation or target name (see :func:`check_target`).
     """
-    check_target(name)
-    return _squared_base(name)
+    base = check_target(name).base
+    return None if base is None else str(base)
 
 
 def _squared_base(name: str) -> str | None:
@@ -177,16 +286,7 @@ def check_target(name: object, *, parameter: str = "name") -> str:
         If ``name`` is neither; the message names ``parameter``, describes the valid forms and
         lists the activations.
     """
-    if not isinstance(name, str):
-        raise TypeError(f"{parameter} must be a string naming an activation or target, got {type(name).__name__}; "
-                        f"valid names: {', '.join(ACTIVATION_NAMES)}, or composite targets {_TARGET_HELP}")
-    try:
-        if name in ACTIVATION_NAMES or _squared_base(name) is not None or _hermite_combination(name) is not None:
-            return name
-    except ValueError as error:  # a Hermite combination with a bad degree or cancelling terms
-        raise ValueError(f"{parameter}={name!r}: {error}") from None
-    raise ValueError(f"{parameter}={name!r} is not an activation or target; valid names: "
-                     f"{', '.join(ACTIVATION_NAMES)}, or composite targets {_TARGET_HELP}")
+    return resolve_activation(name, parameter=parameter)
 
 
 def resolve_teacher(activation: object, teacher: object = None) -> str:
@@ -201,13 +301,13 @@ def resolve_teacher(activation: object, teacher: object = None) -> str:
         If either name is not a valid activation or target name (see :func:`check_target`); the
         message names the parameter, ``activation`` or ``teacher``.
     """
-    check_target(activation, parameter="activation")
+    activation = check_target(activation, parameter="activation")
     return activation if teacher is None else check_target(teacher, parameter="teacher")
 
 
 def is_composite(name: str) -> bool:
     """Whether ``name`` is a composite target (squared activation or Hermite combination)."""
-    return check_target(name) not in ACTIVATION_NAMES
+    return not check_target(name).is_student
 
 
 def _hermite_combination_coefficients(terms: dict[int, Fraction], shift: int = 0) -> np.ndarray:
@@ -226,8 +326,7 @@ def hermite_degree(name: str) -> int | None:
     ValueError, TypeError
         For an invalid name (see :func:`check_activation`).
     """
-    check_activation(name)
-    return int(name[2:]) if name in HERMITE_NAMES else None
+    return check_activation(name).degree
 
 
 def _hermite_basis_coefficients(k: int) -> np.ndarray:
@@ -250,12 +349,15 @@ def activation(name: str) -> ArrayFunction:
     callable
         ``s(z)`` evaluated elementwise on an array ``z``.
     """
-    check_target(name)
-    base = _squared_base(name)
+    return check_target(name).function
+
+
+def _make_function(name: Activation) -> ArrayFunction:
+    base = name.base
     if base is not None:
         function = activation(base)
         return lambda z: function(z) ** 2
-    terms = _hermite_combination(name)
+    terms = name.hermite_terms
     if terms is not None:
         coefficients = _hermite_combination_coefficients(terms)
         return lambda z: hermite_e.hermeval(z, coefficients)
@@ -267,7 +369,7 @@ def activation(name: str) -> ArrayFunction:
         return lambda z: np.maximum(z, 0.0)
     if name == "sigmoid":
         return lambda z: special.expit(z)
-    coefficients = _hermite_basis_coefficients(hermite_degree(name))
+    coefficients = _hermite_basis_coefficients(name.degree)
     return lambda z: hermite_e.hermeval(z, coefficients)
 
 
@@ -278,12 +380,15 @@ def activation_derivative(name: str) -> ArrayFunction:
     (a null set under any Gaussian law, so the convention never changes an expectation).
     For Hermite polynomials :math:`\mathrm{He}_k' = k\,\mathrm{He}_{k-1}`.
     """
-    check_target(name)
-    base = _squared_base(name)
+    return check_target(name).derivative
+
+
+def _make_derivative(name: Activation) -> ArrayFunction:
+    base = name.base
     if base is not None:
         function, derivative = activation(base), activation_derivative(base)
         return lambda z: 2.0 * function(z) * derivative(z)
-    terms = _hermite_combination(name)
+    terms = name.hermite_terms
     if terms is not None:
         coefficients = _hermite_combination_coefficients(terms, shift=1)
         return lambda z: hermite_e.hermeval(z, coefficients)
@@ -300,7 +405,7 @@ def activation_derivative(name: str) -> ArrayFunction:
             return value * (1.0 - value)
 
         return sigmoid_derivative
-    k = hermite_degree(name)
+    k = name.degree
     coefficients = k * _hermite_basis_coefficients(k - 1)
     return lambda z: hermite_e.hermeval(z, coefficients)
 
@@ -313,15 +418,18 @@ def activation_second_derivative(name: str) -> ArrayFunction:
     :math:`s'' = s'(1 - 2s)` (evaluated stably for large ``|z|``); for Hermite polynomials
     :math:`\mathrm{He}_k'' = k(k-1)\mathrm{He}_{k-2}`.
     """
-    check_target(name)
-    base = _squared_base(name)
+    return check_target(name).second_derivative
+
+
+def _make_second_derivative(name: Activation) -> ArrayFunction:
+    base = name.base
     if base == "relu":
         # (relu^2)'' = 2 Theta: the delta of relu'' multiplies relu(0) = 0.
         return lambda z: 2.0 * (np.asarray(z) > 0).astype(float)
     if base is not None:
         function, first, second = activation(base), activation_derivative(base), activation_second_derivative(base)
         return lambda z: 2.0 * (first(z) ** 2 + function(z) * second(z))
-    terms = _hermite_combination(name)
+    terms = name.hermite_terms
     if terms is not None:
         coefficients = _hermite_combination_coefficients(terms, shift=2)
         return lambda z: hermite_e.hermeval(z, coefficients)
@@ -338,7 +446,7 @@ def activation_second_derivative(name: str) -> ArrayFunction:
             return value * (1.0 - value) * (1.0 - 2.0 * value)
 
         return sigmoid_second_derivative
-    k = hermite_degree(name)
+    k = name.degree
     if k < 2:
         return lambda z: np.zeros_like(np.asarray(z, dtype=float))
     coefficients = k * (k - 1) * _hermite_basis_coefficients(k - 2)
@@ -362,16 +470,16 @@ def activation_sympy(name: str, z: sp.Symbol | None = None) -> sp.Expr:
         expanded polynomial :math:`\mathrm{He}_k(z)`; for composite targets the square (expanded
         for polynomials) or the expanded Hermite combination.
     """
-    check_target(name)
+    name = check_target(name)
     if z is None:
         z = sp.Symbol("z", real=True)
-    base = _squared_base(name)
+    base = name.base
     if base is not None:
         expr = activation_sympy(base, z) ** 2
         if base == "relu":
             return sp.Piecewise((z**2, z > 0), (0, True))
-        return sp.expand(expr) if is_polynomial(base) else expr
-    terms = _hermite_combination(name)
+        return sp.expand(expr) if base.is_polynomial else expr
+    terms = name.hermite_terms
     if terms is not None:
         return sp.expand(sum(sp.Rational(value.numerator, value.denominator) * sp.hermite_prob(degree, z)
                              for degree, value in terms.items()))
@@ -383,13 +491,9 @@ def activation_sympy(name: str, z: sp.Symbol | None = None) -> sp.Expr:
         return sp.Piecewise((z, z > 0), (0, True))
     if name == "sigmoid":
         return 1 / (1 + sp.exp(-z))
-    return sp.expand(sp.hermite_prob(hermite_degree(name), z))
+    return sp.expand(sp.hermite_prob(name.degree, z))
 
 
 def is_polynomial(name: str) -> bool:
     """Whether the activation or target is a polynomial (linear, Hermite, their squares and sums)."""
-    check_target(name)
-    base = _squared_base(name)
-    if base is not None:
-        return is_polynomial(base)
-    return name == "linear" or name in HERMITE_NAMES or _hermite_combination(name) is not None
+    return check_target(name).is_polynomial

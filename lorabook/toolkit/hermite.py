@@ -55,7 +55,7 @@ def has_exact_hermite_coefficients(name: str) -> bool:
     True for polynomials (including composite polynomial targets), erf, ReLU and its square;
     False for the sigmoid and the other non-polynomial composite targets such as ``"erf^2"``.
     """
-    check_target(name)
+    name = check_target(name)
     return _has_exact_coefficients(name)
 
 
@@ -128,7 +128,7 @@ def hermite_coefficients_sympy(name: str, k_max: int) -> list[sp.Expr]:
     ValueError, TypeError
         For an unknown activation name or a bad ``k_max``.
     """
-    check_target(name)
+    name = check_target(name)
     k_max = _check_order(k_max)
     if not _has_exact_coefficients(name):
         raise UnsupportedChoiceError(
@@ -171,7 +171,7 @@ def hermite_coefficients_quadrature(
     ValueError
         For an unknown activation or method (the message lists the valid choices).
     """
-    check_target(name)
+    name = check_target(name)
     k_max = _check_order(k_max)
     choice(method, "method", QUADRATURE_METHODS)
     n_nodes = integer(n_nodes, "n_nodes")
@@ -213,7 +213,7 @@ def hermite_coefficients(name: str, k_max: int) -> np.ndarray:
     numpy.ndarray
         Shape ``(k_max + 1,)``.
     """
-    check_target(name)
+    name = check_target(name)
     k_max = _check_order(k_max)
     if _has_exact_coefficients(name):
         return np.array([float(c) for c in hermite_coefficients_sympy(name, k_max)])
@@ -240,7 +240,7 @@ def information_exponent(name: str) -> int:
     ValueError, TypeError
         For an unknown activation name.
     """
-    check_target(name)
+    name = check_target(name)
     if _has_exact_coefficients(name):
         coefficients = hermite_coefficients_sympy(name, _MAX_INFORMATION_EXPONENT_SEARCH)
         for k in range(1, len(coefficients)):
@@ -277,8 +277,8 @@ def hermite_kernel_series(name_f: str, name_g: str, correlation: object, k_max: 
     numpy.ndarray
         Shaped like ``correlation``.
     """
-    check_target(name_f, parameter="name_f")
-    check_target(name_g, parameter="name_g")
+    name_f = check_target(name_f, parameter="name_f")
+    name_g = check_target(name_g, parameter="name_g")
     rho = real_array(correlation, "correlation", nonempty=False, minimum=-1, maximum=1)
     k_max = _check_order(k_max)
     weights = np.array([float(sp.factorial(k)) for k in range(k_max + 1)])

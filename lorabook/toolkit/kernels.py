@@ -219,7 +219,7 @@ def closed_form_family(name: str) -> str | None:
     TypeError, ValueError
         If ``name`` is not a valid activation or target name.
     """
-    check_target(name)
+    name = check_target(name)
     return _closed_form_family(name)
 
 
@@ -236,8 +236,8 @@ def has_closed_form(f: str, g: str) -> bool:
     ``"He2^2"``), erf and ReLU has one; pairs with the sigmoid or a non-polynomial composite
     target (``"erf^2"``, ``"relu^2"``) do not.
     """
-    check_target(f, parameter="f")
-    check_target(g, parameter="g")
+    f = check_target(f, parameter="f")
+    g = check_target(g, parameter="g")
     return _has_closed_form(f, g)
 
 
@@ -355,8 +355,8 @@ def squared_error_risk_sympy(student: str, teacher: str, q: object, rho: object)
     ValueError, TypeError
         For unknown names.
     """
-    check_target(student, parameter="student")
-    check_target(teacher, parameter="teacher")
+    student = check_target(student, parameter="student")
+    teacher = check_target(teacher, parameter="teacher")
     for name, value in (("student", student), ("teacher", teacher)):
         if _closed_form_family(value) is None:
             raise UnsupportedChoiceError(f"{name}={value!r} has no closed-form kernels (so no exact risk); "

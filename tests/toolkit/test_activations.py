@@ -131,3 +131,61 @@ def test_invalid_composite_names_are_rejected_with_the_valid_list(bad: str) -> N
 def test_target_name_must_be_a_string() -> None:
     with pytest.raises(TypeError, match="valid names"):
         activations.check_target(3)
+
+
+# Activations as objects: a name is resolved once, at the public boundary.
+
+
+def test_a_name_resolves_to_one_shared_activation_that_is_still_its_name() -> None:
+    resolved = activations.resolve_activation("He1+He3")
+    assert isinstance(resolved, activations.Activation) and isinstance(resolved, str)
+    assert resolved == "He1+He3" and hash(resolved) == hash("He1+He3") and f"{resolved}" == "He1+He3"
+    assert activations.resolve_activation("He1+He3") is resolved
+    assert activations.check_target(resolved) is resolved
+    assert resolved.hermite_terms == {1: 1, 3: 1} and resolved.base is None and not resolved.is_student
+    squared = activations.check_target("erf^2")
+    assert squared.base is activations.check_activation("erf") and squared.degree is None
+    assert activations.check_activation("He4").degree == 4
+
+
+def test_the_numeric_forms_are_built_once_per_name() -> None:
+    assert activations.activation("sigmoid") is activations.activation("sigmoid")
+    assert activations.activation_derivative("He2+He4") is activations.resolve_activation("He2+He4").derivative
+
+
+def test_below_the_boundary_nothing_parses_a_name_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lorabook.single_index_lora import lora, sgd
+
+    student = activations.resolve_activation("He1+He3")
+    teacher = activations.resolve_activation("erf^2")
+
+    def refuse(name: str) -> None:
+        raise AssertionError(f"{name!r} parsed again")
+
+    monkeypatch.setattr(activations, "_hermite_combination", refuse)
+    monkeypatch.setattr(activations, "_squared_base", refuse)
+    monkeypatch.setattr(activations, "_resolved", refuse)
+    result = sgd.simulate_reduced(student, teacher=teacher, dimension=50, learning_rate=0.05, batch_size=4,
+                                  n_steps=5, n_seeds=2, seed=0, pretraining_strength=0.5, n_records=3)
+    assert result.activation is student and result.teacher is teacher
+    assert np.isfinite(lora.population_risk(student, 0.5, 0.1, 0.2, teacher=teacher))
+
+
+def test_a_composite_activation_is_still_refused_as_a_student() -> None:
+    composite = activations.resolve_activation("He1+He3")
+    with pytest.raises(ValueError, match="activation='He1\\+He3' is not an activation"):
+        activations.check_activation(composite, parameter="activation")
+
+
+def test_an_activation_pickles_as_its_name() -> None:
+    import pickle
+
+    resolved = activations.resolve_activation("relu^2")
+    resolved.function  # noqa: B018 - a cached lambda must not stop pickling
+    assert pickle.loads(pickle.dumps(resolved)) is resolved
+
+
+@pytest.mark.parametrize("bad, error", [("tanh", ValueError), (3, TypeError), ("He11", ValueError)])
+def test_resolve_activation_names_the_parameter(bad: object, error: type) -> None:
+    with pytest.raises(error, match="teacher"):
+        activations.resolve_activation(bad, parameter="teacher")
