@@ -46,9 +46,8 @@ MOVED = {
 """Each old module path and the module that replaces it."""
 
 
-def _warn(old: str) -> None:
-    message = f"{old} moved to {MOVED[old]}; the old path will be removed in lorabook 0.3"
-    warnings.warn(message, FutureWarning, stacklevel=4)
+def _message(old: str) -> str:
+    return f"{old} moved to {MOVED[old]}; the old path will be removed in lorabook 0.3"
 
 
 class MovedModuleLoader(importlib.abc.Loader):
@@ -59,7 +58,7 @@ class MovedModuleLoader(importlib.abc.Loader):
 
     def exec_module(self, module: types.ModuleType) -> None:
         old = module.__name__
-        _warn(old)
+        warnings.warn(_message(old), FutureWarning, stacklevel=3)
         # The import system returns whatever sys.modules holds once exec_module is done.
         sys.modules[old] = importlib.import_module(MOVED[old])
 
@@ -67,7 +66,7 @@ class MovedModuleLoader(importlib.abc.Loader):
         """Code that ``python -m`` runs for an old path: the new module, as ``__main__``."""
         return compile(
             f"import runpy, warnings\n"
-            f"warnings.warn({fullname!r} + ' moved to ' + {MOVED[fullname]!r}, FutureWarning)\n"
+            f"warnings.warn({_message(fullname)!r}, FutureWarning)\n"
             f"runpy.run_module({MOVED[fullname]!r}, run_name='__main__', alter_sys=True)\n",
             f"<moved module {fullname}>", "exec")
 

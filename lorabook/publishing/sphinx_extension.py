@@ -388,20 +388,21 @@ class PackageAPI(SphinxDirective):
 
         import lorabook
 
+        layout = package_layout()
         lines = ["## Top level", "",
                  "The package's top level re-exports the entry points readers use most:", ""]
         for name in lorabook.__all__:
             value = getattr(lorabook, name)
             home = getattr(value, "__module__", None)
             if home is None or not hasattr(value, "__qualname__"):  # a constant
-                home = next(module for _, modules in package_layout() for module in modules
+                home = next(module for _, modules in layout for module in modules
                             if name in vars(importlib.import_module(module)))
                 lines.append(f"- `lorabook.{name}` is {{py:data}}`{home}.{name}`;")
             else:
                 lines.append(f"- `lorabook.{name}` is {{py:func}}`{home}.{name}`;")
         lines[-1] = lines[-1].rstrip(";") + "."
         lines.append("")
-        for subpackage, modules in package_layout():
+        for subpackage, modules in layout:
             summary = (importlib.import_module(subpackage).__doc__ or "").strip().splitlines()[0]
             lines += [f"## `{subpackage}`: {summary.rstrip('.').rstrip(':')}", "",
                       "```{eval-rst}", f".. automodule:: {subpackage}", "```", ""]
