@@ -253,9 +253,10 @@ def test_ci_runs_the_readme_commands_in_a_venv_in_the_repository_root() -> None:
     expected = [
         "python -m pip install -r requirements.txt && python -m pytest",
         "python -m pip install -r requirements.txt && jupyter-book build . -W -n --keep-going",
-        "python -m lorabook.publishing check-site _build/html",
+        "python -m lorabook.publishing check-site _build/html --screenshots first",
         "python -m lorabook.publishing student-edition",
-        "python -m lorabook.publishing check-site _build/student/html --edition student --http-only",
+        "python -m lorabook.publishing check-site _build/student/html --edition student --http-only"
+        " --screenshots first",
         "python -m lorabook.publishing handouts",
         "python -m lorabook.publishing check-binder",
     ]

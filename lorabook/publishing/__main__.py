@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from lorabook.publishing.reexecute import REPOSITORY_URL_VARIABLE, find_book_root, repository_url
+from lorabook.publishing.site_check import EDITIONS, SCREENSHOT_MODES
 
 
 def _check_site(arguments: argparse.Namespace) -> int:
@@ -31,6 +32,7 @@ def _check_site(arguments: argparse.Namespace) -> int:
         repository_url=arguments.repository_url,
         report_folder=arguments.report_folder,
         from_disk=not arguments.http_only,
+        screenshots=arguments.screenshots,
     )
     for problem in report.problems:
         print(f"FAIL {problem}")
@@ -76,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
 
     check = commands.add_parser("check-site", help="check a built site in headless Chromium")
     check.add_argument("site", nargs="?", default="_build/html", type=Path)
-    check.add_argument("--edition", choices=["instructor", "student"], default="instructor")
+    check.add_argument("--edition", choices=EDITIONS, default="instructor")
     check.add_argument(
         "--repository-url",
         default=None,
@@ -84,6 +86,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     check.add_argument("--report-folder", type=Path, default=None)
     check.add_argument("--http-only", action="store_true", help="skip the file:// pass")
+    check.add_argument(
+        "--screenshots",
+        choices=SCREENSHOT_MODES,
+        default="full",
+        help="first screen and whole page (default), first screen only, or none",
+    )
     check.set_defaults(run=_check_site)
 
     student = commands.add_parser("student-edition", help="build the edition without solutions")

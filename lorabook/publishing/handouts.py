@@ -89,46 +89,56 @@ def print_handouts(site: Path | str, output: Path | str) -> list[Handout]:
     return [check_handout(*facts) for facts in printed]
 
 
+PRINT_CONCURRENCY = 3
+"""Chapters printed at once: Chromium lays out one page while it prints another."""
+
+
 async def _print_all(site: Path, pages: list[str], output: Path) -> list[tuple]:
-    printed = []
+    limit = asyncio.Semaphore(PRINT_CONCURRENCY)
     async with browser.chromium() as context:
         with browser.serve(site) as server:
-            for name in pages:
-                page = await context.new_page()
-                try:
-                    # Lay the page out at the printed column's width, so that what overflows
-                    # here is what the PDF would cut off.
-                    await page.set_viewport_size({"width": PRINT_WIDTH, "height": 1200})
-                    await page.emulate_media(media="print")
-                    await page.goto(server + name, wait_until="load")
-                    await page.evaluate(browser.WAIT_FOR_PAGE)
-                    figures = await page.evaluate(
-                        "document.querySelectorAll('article img').length"
-                    )
-                    cut = _describe_cut_off(await page.evaluate(CUT_OFF))
-                    cut += await page.evaluate(UNRENDERED_MATH)
-                    title = await page.evaluate("document.querySelector('article h1').textContent")
-                    pdf = output / f"{Path(name).stem}.pdf"
-                    await page.pdf(
-                        path=str(pdf),
-                        format="A4",
-                        scale=PRINT_SCALE,
-                        print_background=True,
-                        margin={"top": "16mm", "bottom": "16mm", "left": "14mm", "right": "14mm"},
-                        display_header_footer=True,
-                        header_template="<span></span>",
-                        footer_template=(
-                            '<div style="font-size:8px;width:100%;text-align:center">'
-                            '<span class="title"></span> - page <span class="pageNumber"></span>'
-                            ' of <span class="totalPages"></span></div>'
-                        ),
-                    )
-                finally:
-                    await page.close()
-                printed.append((pdf, figures, title.replace("#", "").strip(), cut))
+
+            async def one(name: str) -> tuple:
+                async with limit:
+                    return await _print_page(context, server + name, output / f"{Path(name).stem}.pdf")
+
+            printed = await asyncio.gather(*(one(name) for name in pages))
     if context.external_requests:
         raise HandoutError(f"printing requested external resources: {context.external_requests}")
-    return printed
+    return list(printed)
+
+
+async def _print_page(context, url: str, pdf: Path) -> tuple:  # noqa: ANN001
+    """Print the page at ``url`` to ``pdf``; return what :func:`check_handout` needs."""
+    page = await context.new_page()
+    try:
+        # Lay the page out at the printed column's width, so that what overflows here is what
+        # the PDF would cut off.
+        await page.set_viewport_size({"width": PRINT_WIDTH, "height": 1200})
+        await page.emulate_media(media="print")
+        await page.goto(url, wait_until="load")
+        await page.evaluate(browser.WAIT_FOR_PAGE)
+        figures = await page.evaluate("document.querySelectorAll('article img').length")
+        cut = _describe_cut_off(await page.evaluate(CUT_OFF))
+        cut += await page.evaluate(UNRENDERED_MATH)
+        title = await page.evaluate("document.querySelector('article h1').textContent")
+        await page.pdf(
+            path=str(pdf),
+            format="A4",
+            scale=PRINT_SCALE,
+            print_background=True,
+            margin={"top": "16mm", "bottom": "16mm", "left": "14mm", "right": "14mm"},
+            display_header_footer=True,
+            header_template="<span></span>",
+            footer_template=(
+                '<div style="font-size:8px;width:100%;text-align:center">'
+                '<span class="title"></span> - page <span class="pageNumber"></span>'
+                ' of <span class="totalPages"></span></div>'
+            ),
+        )
+    finally:
+        await page.close()
+    return pdf, figures, title.replace("#", "").strip(), cut
 
 
 def check_handout(pdf: Path, figures: int, title: str, layout_problems: list[str] = ()) -> Handout:

@@ -16,8 +16,11 @@ headless Chromium (a window of 1366 x 768 pixels), served from 127.0.0.1 and aga
 * the reproducibility page's execution table misses a chapter, or a chapter took longer than
   ``CHAPTER_SECONDS`` (the introduction promises about a minute).
 
-A screenshot of every page (the first screen as PNG, the whole page as JPEG) is saved under the
-report folder (``_build/site-check/<edition>/`` by default), with ``report.json``.
+Screenshots of every page are saved under the report folder (``_build/site-check/<edition>/`` by
+default), with ``report.json``: the first screen as PNG and, with ``screenshots="full"`` (the
+default), the whole page as JPEG too. The whole-page pictures take most of a check's time (about
+2 s a page), so a second check of the same pages (the student edition) takes the first screen
+only (``--screenshots first``).
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ __all__ = [
 ]
 
 EDITIONS = ("instructor", "student")
+SCREENSHOT_MODES = ("full", "first", "none")
+"""``"full"``: first screen (PNG) and whole page (JPEG); ``"first"``: first screen; ``"none"``."""
 CHAPTER_SECONDS = 90.0
 """The longest a chapter may take to execute (the book's target: about a minute, at most 90 s)."""
 EXECUTION_TABLE_PAGE = "book/reproducibility.html"
@@ -210,7 +215,7 @@ def check_site(
     repository_url: str = "",
     report_folder: Path | str | None = None,
     from_disk: bool = True,
-    screenshots: bool = True,
+    screenshots: str = "full",
     concurrency: int = 3,
 ) -> Report:
     """Check every page of the built site at ``site`` in headless Chromium.
@@ -228,15 +233,17 @@ def check_site(
     from_disk
         Also open every page from ``file://`` and run the same checks there.
     screenshots
-        Save screenshots of every page (served over HTTP).
+        One of ``SCREENSHOT_MODES``: save the first screen and the whole page (``"full"``), the
+        first screen only (``"first"``) or nothing (``"none"``) of every page served over HTTP.
     concurrency
         Pages loaded at once.
 
     Raises
     ------
     ValueError
-        If ``site`` has no ``index.html``, ``edition`` is not one of ``EDITIONS`` or
-        ``concurrency`` is not a positive integer.
+        If ``site`` has no ``index.html``, ``edition`` is not one of ``EDITIONS``,
+        ``screenshots`` not one of ``SCREENSHOT_MODES`` or ``concurrency`` is not a positive
+        integer.
     """
     started = time.perf_counter()
     site = Path(site).resolve()
@@ -244,6 +251,10 @@ def check_site(
         raise ValueError(f"site={str(site)!r} has no index.html: build the book first")
     if edition not in EDITIONS:
         raise ValueError(f"edition must be one of {', '.join(EDITIONS)}, got {edition!r}")
+    if not isinstance(screenshots, str) or screenshots not in SCREENSHOT_MODES:
+        raise ValueError(
+            f"screenshots must be one of {', '.join(SCREENSHOT_MODES)}, got {screenshots!r}"
+        )
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         raise ValueError(f"concurrency must be a positive integer, got {concurrency!r}")
     report_folder = Path(report_folder) if report_folder else site.parent / "site-check" / edition
@@ -271,7 +282,7 @@ async def _check_all(site, report, options, from_disk, screenshots, concurrency)
         with browser.serve(site) as server:
             bases = [server] + ([site.as_uri() + "/"] if from_disk else [])
             for base in bases:
-                shots = screenshots and base == server
+                shots = screenshots if base == server else "none"
 
                 async def one(page_name: str) -> tuple[str, dict | None, list[Problem]]:
                     label = page_name if base == server else f"{page_name} (from disk)"
@@ -307,8 +318,7 @@ async def _check_page(context, site, base, page_name, label, options, shots, rep
     target = browser.redirect_target(site / page_name)
     if target is not None:
         return label, None, await _check_redirect(context, site, base, page_name, label, target)
-    folder = options["folder"] if shots else None
-    collected, errors, saved = await _visit(context, base + page_name, page_name, folder)
+    collected, errors, saved = await _visit(context, base + page_name, page_name, options["folder"], shots)
     report.screenshots += saved
     problems = [Problem(label, element, message) for element, message in errors]
     problems += [Problem(label, element, message) for element, message in collected["problems"]]
@@ -336,9 +346,10 @@ async def _check_redirect(context, site, base, page_name, label, target):  # noq
     return []
 
 
-async def _visit(context, url: str, page_name: str, folder: Path | None):  # noqa: ANN001, ANN201
-    """Load ``url``, wait until it is rendered, collect its facts and its browser errors, and,
-    with a ``folder``, save its screenshots there; return (facts, errors, screenshot paths)."""
+async def _visit(context, url: str, page_name: str, folder: Path, shots: str):  # noqa: ANN001, ANN201
+    """Load ``url``, wait until it is rendered, collect its facts and its browser errors, and
+    save its screenshots (``shots``, one of ``SCREENSHOT_MODES``) in ``folder``; return (facts,
+    errors, screenshot paths)."""
     errors: list[tuple[str, str]] = []
     page = await context.new_page()
     page.on("console", lambda message: message.type == "error" and errors.append(
@@ -354,8 +365,8 @@ async def _visit(context, url: str, page_name: str, folder: Path | None):  # noq
         if not await page.evaluate(browser.WAIT_FOR_PAGE):
             errors.append(("page", "not rendered within 30 s (MathJax, images or fonts)"))
         collected = await page.evaluate(COLLECT)
-        if folder is not None:
-            saved = await _screenshots(page, page_name, folder)
+        if shots != "none":
+            saved = await _screenshots(page, page_name, folder, whole_page=shots == "full")
     finally:
         await page.close()
     return collected, errors, saved
@@ -365,13 +376,16 @@ SCREENSHOT_HEIGHT = 30000
 """Tallest piece of a full-page screenshot (JPEG allows at most 65535 pixels)."""
 
 
-async def _screenshots(page, page_name: str, folder: Path) -> list[str]:  # noqa: ANN001
-    """The first screen as PNG and the whole page as JPEG, in pieces for very long pages."""
+async def _screenshots(page, page_name: str, folder: Path, whole_page: bool) -> list[str]:  # noqa: ANN001
+    """The first screen as PNG and, if ``whole_page``, the whole page as JPEG, in pieces for very
+    long pages."""
     stem = page_name.removesuffix(".html").replace("/", "__")
     await page.evaluate("window.scrollTo(0, 0)")
     first = folder / f"{stem}.png"
     await page.screenshot(path=str(first))
     saved = [str(first)]
+    if not whole_page:
+        return saved
     height = await page.evaluate("document.documentElement.scrollHeight")
     width = page.viewport_size["width"]
     pieces = -(-height // SCREENSHOT_HEIGHT)

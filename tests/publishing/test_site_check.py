@@ -115,6 +115,16 @@ def test_a_sound_site_passes_over_http_and_from_disk(tmp_path: Path) -> None:
     assert (tmp_path / "report" / "report.json").is_file()
 
 
+def test_first_screen_mode_saves_one_png_a_page_and_no_whole_page(tmp_path: Path) -> None:
+    site = _site(tmp_path / "html", GOOD)
+    report = site_check.check_site(site, report_folder=tmp_path / "report", from_disk=False,
+                                   screenshots="first")
+    assert report.ok, "\n".join(map(str, report.problems))
+    assert sorted(Path(path).name for path in report.screenshots) == [
+        "book__ch05_tiny.png", "book__reproducibility.png", "index.png"]
+    assert sorted(path.name for path in (tmp_path / "report").glob("*.jpg")) == []
+
+
 def test_every_defect_fails_the_check_naming_page_and_element(tmp_path: Path) -> None:
     pages = dict(GOOD)
     for name, (body, _, _) in DEFECTS.items():
@@ -145,7 +155,7 @@ def test_launch_buttons_are_required_when_a_url_is_given(tmp_path: Path) -> None
     site = _site(tmp_path / "html", GOOD)
     report = site_check.check_site(
         site, repository_url="https://github.com/owner/lorabook", report_folder=tmp_path / "r",
-        from_disk=False, screenshots=False,
+        from_disk=False, screenshots="none",
     )
     messages = [str(problem) for problem in report.problems]
     assert len(messages) == 2 and all("book/ch05_tiny.html" in message for message in messages)
@@ -187,7 +197,7 @@ def test_the_execution_table_must_list_every_chapter_within_its_time(
     tmp_path: Path, rows: str, message: str
 ) -> None:
     site = _site(tmp_path / "html", {**GOOD, "book/reproducibility.html": _timings(rows)})
-    report = site_check.check_site(site, report_folder=tmp_path / "r", from_disk=False, screenshots=False)
+    report = site_check.check_site(site, report_folder=tmp_path / "r", from_disk=False, screenshots="none")
     problems = [str(problem) for problem in report.problems]
     assert len(problems) == 1, problems
     assert problems[0].startswith(f"book/reproducibility.html: execution table: {message}"), problems
