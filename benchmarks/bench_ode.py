@@ -11,7 +11,10 @@ For the erf model at mu = 0.5 the script times, as medians of repetitions:
 * the drift alone, lambdified against hand-typed, for one state (how the ODE solver calls it)
   and for 10^4 states (how chapters evaluate fields);
 * the whole right-hand side ``overlap_ode_rhs`` (validation, covariances, Price's forms, drift);
-* one integration :func:`lorabook.single_index_lora.lora_dynamics.integrate_lora_ode` to t = 40.
+* one integration :func:`lorabook.single_index_lora.lora_dynamics.integrate_lora_ode` to t = 40;
+* the solvers of :func:`lorabook.toolkit.ode.integrate_overlap_ode` on Chapter 2's one-overlap
+  ODE (He2, delta = 1/8, 16 initial overlaps m0 ~ d^-1/2, to t = 6 with the escape event), each
+  against Radau: the time and the largest difference of the trajectories. LSODA is the default.
 
 Target (issue "One overlap-ODE pipeline"): the lambdified drift within 1.5x of the hand-typed
 one, or faster. It also checks that both give the same numbers (to rounding). Timings are
@@ -28,8 +31,9 @@ for _key in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np  # noqa: E402
 
-from lorabook.single_index_lora import lora  # noqa: E402
+from lorabook.single_index_lora import lora, single_index  # noqa: E402
 from lorabook.single_index_lora.lora_dynamics import integrate_lora_ode  # noqa: E402
+from lorabook.toolkit.ode import SOLVER_METHODS, integrate_overlap_ode  # noqa: E402
 from lorabook.toolkit.overlap_equations import overlap_equations  # noqa: E402
 
 MU = 0.5
@@ -74,6 +78,24 @@ def main() -> None:
               f"<= 1.5: {'met' if ratio <= 1.5 else 'NOT met'}")
     print(f"{'overlap_ode_rhs, one state':28s} {'':>12s} {t_rhs * 1e6:10.1f}us")
     print(f"{'integrate_lora_ode to t=40':28s} {'':>12s} {t_ode * 1e3:10.1f}ms")
+    compare_solvers(rng)
+
+
+def compare_solvers(rng: np.random.Generator) -> None:
+    """Chapter 2's ODE, 16 seeds, with every solver: time and largest difference from Radau."""
+    rhs = single_index.overlap_ode_rhs("He2", 1 / 8)
+    initial = rng.normal(0.0, 500**-0.5, 16)
+
+    def solve(method: str) -> np.ndarray:
+        return np.array([integrate_overlap_ode(rhs, m0, 6.0, n_times=81, spacing="linear", escape_threshold=0.5,
+                                               method=method).state[:, 0] for m0 in initial])
+
+    reference = solve("Radau")
+    print(f"\n{'solver (16 ODEs, He2)':28s} {'time':>12s} {'max |m - m_Radau|':>18s}")
+    for method in SOLVER_METHODS:
+        seconds = median_time(lambda method=method: solve(method), 3, 1)
+        difference = np.abs(solve(method) - reference).max()
+        print(f"{method:28s} {seconds * 1e3:10.1f}ms {difference:18.1e}")
 
 
 if __name__ == "__main__":

@@ -169,10 +169,10 @@ def integrate_curriculum_ode(
     state = np.array([float(initial_scale), float(initial_overlap)])
     times, states, offset = [np.zeros(1)], [state[None, :]], 0.0
     for teacher, duration in checked:
-        # Radau at rtol 1e-10: the settings of lorabook.toolkit.ode.integrate_overlap_ode's defaults.
+        # rtol 1e-10: the tolerances of lorabook.toolkit.ode.integrate_overlap_ode's defaults.
         stage = integrate_lora_ode(activation, pretraining_strength, state[0], state[1], float(duration),
                                    teacher=teacher, noise_strength=noise_strength, n_times=n_times,
-                                   method="Radau", rtol=1e-10, atol=1e-12)
+                                   method="LSODA", rtol=1e-10, atol=1e-12)
         path = np.column_stack([stage.scale[0], stage.overlap[0]])
         times.append(offset + stage.time[1:])
         states.append(path[1:])
