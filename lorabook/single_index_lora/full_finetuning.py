@@ -21,8 +21,11 @@ evaluated at the current strength. FFT moves the pre-training strength itself, w
 * :func:`strength_velocity`: :math:`A(c)`;
 * :func:`integrate_strength_flow`: :math:`c(t)` from :math:`c(0) = \mu`;
 * :func:`strength_flow_time`: the time :math:`\int_{c_0}^{c_1} dc / A(c)` to go from one strength to another;
-* :func:`integrate_full_finetuning_ode`: the two-overlap ODE of SGD with its noise term,
-  :math:`\dot q` gains :math:`\delta\,\E[h^2]` (:math:`\delta = \eta d/B`), which moves the weight off the line;
+* :data:`MODEL` and :func:`full_finetuning_ode_rhs`: the two-overlap ODE of SGD, derived by
+  :func:`lorabook.toolkit.overlap_equations.overlap_equations` from the description "one free
+  trained vector :math:`w`", with its noise term: :math:`\dot q` gains :math:`\delta\,\E[h^2]`
+  (:math:`\delta = \eta d/B`), which moves the weight off the line;
+* :func:`integrate_full_finetuning_ode`: that ODE integrated from :math:`(\rho, q) = (\mu, \mu^2)`;
 * :func:`simulate_full_finetuning`: one-pass SGD on :math:`w` (an exact reduced simulator, like
   :func:`lorabook.single_index_lora.sgd.simulate_reduced`), recording :math:`\rho = w\cdot w_\star` and
   :math:`\lVert w_\perp\rVert`.
@@ -35,18 +38,34 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import sympy as sp
 from scipy import integrate
 
 from lorabook.single_index_lora.lora import (
+    RHO,
+    Q,
     check_pretraining_strength,
     gradient_factor_of_covariances,
     linearization,
-    risk_derivatives,
+    risk_derivatives_of_covariances,
 )
 from lorabook.single_index_lora.sgd import SGDSettings, check_model, resolve_settings
 from lorabook.toolkit.activations import activation as activation_function
 from lorabook.toolkit.activations import activation_derivative, resolve_teacher
+from lorabook.toolkit.overlap_equations import OverlapModel, TrainedVector, overlap_equations
 from lorabook.toolkit.validation import real, real_array
+
+MODEL = OverlapModel(
+    name="full fine-tuning", parameters=(), fixed_vectors=("w_star",), student=((sp.Integer(1), "w"),),
+    trained_scalars=(), trained_vectors=(TrainedVector("w", unit=False),),
+    overlaps=((RHO, "w", "w_star"), (Q, "w", "w")), statistics=(RHO, Q), start=None,
+    residual_norm=sp.sqrt(Q - RHO**2),
+)
+r"""Full fine-tuning as an :class:`~lorabook.toolkit.overlap_equations.OverlapModel`: the student is
+one free trained vector :math:`w` (not renormalised), with statistics :math:`\rho = w\cdot w_\star`
+and :math:`q = w\cdot w`. It has no search phase (``start=None``): :math:`\rho` moves at first
+order from the pre-trained point. Its :func:`~lorabook.toolkit.overlap_equations.overlap_equations`
+are what :func:`full_finetuning_ode_rhs` evaluates."""
 
 
 def strength_velocity(activation: str, strength: float | np.ndarray, teacher: str | None = None) -> np.ndarray:
@@ -192,17 +211,19 @@ def full_finetuning_ode_rhs(activation: str, overlap: float, norm_squared: float
                             teacher: str | None = None) -> tuple[float, float]:
     r"""Right-hand side of the overlap ODE of one-pass SGD on :math:`w` (full fine-tuning).
 
-    From :math:`w' = w - \eta\hat g`, :math:`\E\hat g = \nabla R = 2F_q w + F_\rho w_\star` and
+    The drift and correction of :data:`MODEL`, derived by
+    :func:`lorabook.toolkit.overlap_equations.overlap_equations`: from :math:`w' = w - \eta\hat g`,
+    :math:`\E\hat g = \nabla R = 2F_q w + F_\rho w_\star` and
     :math:`\E\lVert\hat g\rVert^2 = (d/B)\,\E[h^2] + O(1)`, in time :math:`t = \eta\times` steps,
 
     .. math:: \frac{d\rho}{dt} = -(2F_q\rho + F_\rho), \qquad
               \frac{dq}{dt} = -2(2F_q q + F_\rho\rho) + \delta\,\E[h^2],
 
     with :math:`h = (s(\lambda) - s_\star(\lambda_\star))s'(\lambda)` and :math:`\delta = \eta d / B`.
-    :math:`F_q, F_\rho` are :func:`lorabook.single_index_lora.lora.risk_derivatives` at :math:`(\mu, u, m) = (\rho,
-    r, 0)`,
-    :math:`r = \sqrt{q - \rho^2}` (the same :math:`(q, \rho)`), and :math:`\E[h^2]` is lora's gradient
-    factor (:func:`lorabook.single_index_lora.lora.gradient_second_moment` divided by :math:`u^2`).
+    :math:`F_q, F_\rho` and :math:`\E[h^2]` are
+    :func:`lorabook.single_index_lora.lora.risk_derivatives_of_covariances` and
+    :func:`lorabook.single_index_lora.lora.gradient_factor_of_covariances` at :math:`(\rho,
+    \sqrt{q - \rho^2})`.
 
     Raises
     ------
@@ -216,12 +237,14 @@ def full_finetuning_ode_rhs(activation: str, overlap: float, norm_squared: float
     if not q >= rho**2 - 1e-12:
         raise ValueError(f"norm_squared must be at least overlap^2 (q >= rho^2), got q = {q!r}, rho = {rho!r}")
     delta = real(noise_strength, "noise_strength", minimum=0.0)
-    off_line = np.sqrt(max(q - rho**2, 0.0))
-    f_q, f_rho = risk_derivatives(activation, rho, off_line, 0.0, name)
-    d_rho = -(2.0 * f_q * rho + f_rho)
-    d_q = -2.0 * (2.0 * f_q * q + f_rho * rho)
+    equations = overlap_equations(MODEL)
+    _, _, off_line = equations.covariance_function(rho, q)
+    f_q, f_rho = risk_derivatives_of_covariances(activation, rho, off_line, name)
+    d_rho, d_q = equations.drift_function(rho, q, f_q, f_rho)
     if delta > 0:
-        d_q += delta * float(gradient_factor_of_covariances(activation, rho, off_line, name))
+        factor = delta * gradient_factor_of_covariances(activation, rho, off_line, name)
+        correction_rho, correction_q = equations.correction_function(rho, q)
+        d_rho, d_q = d_rho + factor * correction_rho, d_q + factor * correction_q
     return float(d_rho), float(d_q)
 
 

@@ -762,7 +762,7 @@ def _conditional_expectation(terms, teacher: str, q, rho, sigma) -> np.ndarray:
     one over x uses the fixed rule of :func:`_outer_rule` (composite Gauss-Legendre on [-L, 0] and
     [0, L], so a kink of the student or of a ReLU teacher at 0 sits on a panel edge). Every
     integrand here is smooth on each half-line and bounded by a polynomial times exp(-x^2/2), so
-    the rule converges exponentially; tests/test_lora.py checks it against adaptive quadrature to
+    the rule converges exponentially; tests/single_index_lora/test_lora.py checks it against adaptive quadrature to
     1e-11 absolute. Vectorised over all evaluation points at once (about 1000x faster than the
     adaptive rule, which matters inside ODE solvers).
 

@@ -102,14 +102,6 @@ def _check_state(mu, nu, u, m, p) -> tuple[np.ndarray, ...]:
     return mu, nu, u, m, p
 
 
-def _derived_state(mu, nu, u, m, p):
-    """(q, rho, sigma) with sigma^2 = q - rho^2 = (nu + u p)^2 + u^2 (1 - m^2 - p^2), computed as a sum of squares."""
-    rest = np.sqrt(np.maximum(1.0 - m * m - p * p, 0.0))
-    rho = mu + u * m
-    sigma = np.hypot(nu + u * p, u * rest)
-    return rho**2 + sigma**2, rho, sigma
-
-
 def population_risk(activation: str, mu, nu, u, m, p, teacher: str | None = None) -> float | np.ndarray:
     r"""Population risk :math:`R = F(q, \rho)` of the non-aligned model (see :func:`overlaps_sympy`).
 
@@ -125,8 +117,9 @@ def population_risk(activation: str, mu, nu, u, m, p, teacher: str | None = None
         (:math:`m^2 + p^2 \le 1`).
     """
     teacher = resolve_teacher(activation, teacher)
-    state = _check_state(mu, nu, u, m, p)
-    q, rho, sigma = _derived_state(*state)
+    mu, nu, u, m, p = _check_state(mu, nu, u, m, p)
+    # sigma^2 = q - rho^2 from MODEL.residual_norm, a sum of squares (full precision near q = rho^2).
+    q, rho, sigma = overlap_equations(MODEL).covariance_function(u, m, p, mu, nu)
     return risk_of_covariances(activation, rho, sigma, teacher)
 
 
@@ -149,9 +142,9 @@ def overlap_ode_rhs(
     teacher = resolve_teacher(activation, teacher)
     noise = check_noise_strength(noise_strength)
     mu, nu, u, m, p = _check_state(mu, nu, u, m, p)
-    q, rho, sigma = _derived_state(mu, nu, u, m, p)
-    risk_q, risk_rho = risk_derivatives_of_covariances(activation, rho, sigma, teacher)
     equations = overlap_equations(MODEL)
+    q, rho, sigma = equations.covariance_function(u, m, p, mu, nu)
+    risk_q, risk_rho = risk_derivatives_of_covariances(activation, rho, sigma, teacher)
     du_dt, dm_dt, dp_dt = (np.broadcast_to(np.asarray(value, dtype=float), q.shape).copy()
                            for value in equations.drift_function(u, m, p, mu, nu, risk_q, risk_rho))
     if np.any(noise > 0):

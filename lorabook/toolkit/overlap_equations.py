@@ -94,7 +94,9 @@ class OverlapModel:
     statistics
         The state of the ODE, in order: trained scalars and overlap symbols.
     start
-        The values of ``statistics`` where fine-tuning starts (for the linearisation).
+        The values of ``statistics`` where fine-tuning starts (for the linearisation), or
+        ``None`` for a model without a search phase (full fine-tuning, whose covariances move at
+        first order from the start): no linearisation is derived.
     residual_norm
         An expression for :math:`\sqrt{q - \rho^2}` that is accurate near :math:`q = \rho^2`
         (a product or a sum of squares, never a difference); :func:`overlap_equations` checks
@@ -111,7 +113,7 @@ class OverlapModel:
     trained_vectors: tuple[TrainedVector, ...]
     overlaps: tuple[tuple[sp.Symbol, str, str], ...]
     statistics: tuple[sp.Symbol, ...]
-    start: tuple[sp.Expr, ...]
+    start: tuple[sp.Expr, ...] | None
     residual_norm: sp.Expr
     teacher: str = "w_star"
 
@@ -136,32 +138,39 @@ class OverlapEquations:
     correction
         The coefficient of :math:`\delta K` in the equation of each statistic.
     linearization
-        The Jacobian of ``drift`` at ``model.start``, in the parameters, :data:`F_Q`, :data:`F_RHO`.
+        The Jacobian of ``drift`` at ``model.start``, in the parameters, :data:`F_Q`, :data:`F_RHO`
+        (``None`` if ``model.start`` is ``None``).
     drift_function
         ``drift_function(*statistics, *parameters, F_q, F_rho)``: the numeric drift.
     correction_function
         ``correction_function(*statistics, *parameters)``: the numeric correction coefficients.
     linearization_function
-        ``linearization_function(*parameters, F_q, F_rho)``: the numeric Jacobian, as nested lists.
+        ``linearization_function(*parameters, F_q, F_rho)``: the numeric Jacobian, as nested lists
+        (``None`` if ``model.start`` is ``None``).
     covariance_function
         ``covariance_function(*statistics, *parameters)``: :math:`(q, \rho, \sqrt{q - \rho^2})`,
-        with :math:`q` evaluated as :math:`\rho^2 + (q - \rho^2)` from ``residual_norm``.
+        with :math:`q` evaluated as :math:`\rho^2 + (q - \rho^2)` from ``residual_norm`` (whose
+        square roots treat a rounding-level negative argument as zero).
     """
 
     model: OverlapModel
     covariances: tuple[sp.Expr, sp.Expr]
     drift: tuple[sp.Expr, ...]
     correction: tuple[sp.Expr, ...]
-    linearization: sp.Matrix
+    linearization: sp.Matrix | None
     drift_function: Callable[..., tuple]
     correction_function: Callable[..., tuple]
-    linearization_function: Callable[..., list]
+    linearization_function: Callable[..., list] | None
     covariance_function: Callable[..., tuple[np.ndarray, np.ndarray, np.ndarray]]
 
     def ode(self, noise_strength: sp.Expr = NOISE_STRENGTH) -> tuple[sp.Expr, ...]:
         r"""The full right-hand side :math:`\text{drift} + \delta K\,\text{correction}`."""
         return tuple(drift + noise_strength * GRADIENT_FACTOR * correction
                      for drift, correction in zip(self.drift, self.correction, strict=True))
+
+
+def _nonnegative_sqrt(value):  # noqa: ANN001, ANN202
+    return np.sqrt(np.maximum(value, 0.0))
 
 
 def _add(*terms: tuple[sp.Expr, Vector]) -> Vector:
@@ -274,16 +283,20 @@ def _derive(model: OverlapModel) -> OverlapEquations:
         correction.append(sp.factor(sp.expand(noise)))
 
     statistics, parameters = model.statistics, model.parameters
-    at_start = dict(zip(statistics, model.start, strict=True))
-    covariance_slopes = sp.Matrix([q, rho]).jacobian(sp.Matrix(statistics)).subs(at_start)
-    if covariance_slopes != sp.zeros(2, len(statistics)):
-        raise ValueError(f"model {model.name!r}: q and rho are not stationary at the start {at_start}")
-    jacobian = sp.Matrix(drift).jacobian(sp.Matrix(statistics)).subs(at_start).applyfunc(sp.factor)
+    jacobian = linearization_function = None
+    if model.start is not None:
+        at_start = dict(zip(statistics, model.start, strict=True))
+        covariance_slopes = sp.Matrix([q, rho]).jacobian(sp.Matrix(statistics)).subs(at_start)
+        if covariance_slopes != sp.zeros(2, len(statistics)):
+            raise ValueError(f"model {model.name!r}: q and rho are not stationary at the start {at_start}")
+        jacobian = sp.Matrix(drift).jacobian(sp.Matrix(statistics)).subs(at_start).applyfunc(sp.factor)
+        linearization_function = sp.lambdify((*parameters, F_Q, F_RHO), jacobian.tolist(), modules="numpy")
 
     drift_function = sp.lambdify((*statistics, *parameters, F_Q, F_RHO), tuple(drift), modules="numpy")
     correction_function = sp.lambdify((*statistics, *parameters), tuple(correction), modules="numpy")
-    linearization_function = sp.lambdify((*parameters, F_Q, F_RHO), jacobian.tolist(), modules="numpy")
-    rho_and_residual = sp.lambdify((*statistics, *parameters), (rho, model.residual_norm), modules="numpy")
+    # A rounding-level negative radicand (a state on the boundary q = rho^2) is a zero residual.
+    rho_and_residual = sp.lambdify((*statistics, *parameters), (rho, model.residual_norm),
+                                   modules=[{"sqrt": _nonnegative_sqrt}, "numpy"])
 
     def covariance_function(*values):
         rho_value, residual = (np.asarray(value, dtype=float) for value in rho_and_residual(*values))

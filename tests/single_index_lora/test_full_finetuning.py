@@ -8,6 +8,7 @@ import pytest
 from scipy import stats
 
 from lorabook.single_index_lora import full_finetuning, lora
+from lorabook.toolkit.overlap_equations import overlap_equations
 
 
 def test_velocity_is_lora_coefficient_a_and_the_gradient_along_w_star() -> None:
@@ -46,6 +47,29 @@ def test_noiseless_ode_stays_on_the_line_and_equals_the_flow() -> None:
     flow = full_finetuning.integrate_strength_flow("erf", 0.5, times)
     assert np.allclose(ode.overlap, flow.strength, atol=1e-8)
     assert np.allclose(ode.norm_squared, ode.overlap**2, atol=1e-8)
+
+
+@pytest.mark.parametrize("name", ["erf", "relu", "He3"])
+def test_pipeline_drift_is_the_gradient_flow_of_the_risk_by_finite_differences(name: str) -> None:
+    # w = a w_* + b e (e a unit vector orthogonal to w_*): rho = a, q = a^2 + b^2, and the flow
+    # dw/dt = -grad R gives drho/dt = -dR/da, dq/dt = -2 (a dR/da + b dR/db).
+    def risk(a: float, b: float) -> float:
+        return float(lora.risk_of_covariances(name, a, abs(b)))
+
+    step = 1e-5
+    for a, b in [(0.5, 0.3), (0.8, 0.1), (0.3, 0.6)]:
+        slope_a = (risk(a + step, b) - risk(a - step, b)) / (2 * step)
+        slope_b = (risk(a, b + step) - risk(a, b - step)) / (2 * step)
+        d_rho, d_q = full_finetuning.full_finetuning_ode_rhs(name, a, a * a + b * b)
+        assert abs(d_rho + slope_a) < 1e-7
+        assert abs(d_q + 2 * (a * slope_a + b * slope_b)) < 1e-7
+
+
+def test_the_model_is_one_free_vector_with_no_search_phase() -> None:
+    equations = overlap_equations(full_finetuning.MODEL)
+    assert equations.covariances == (lora.Q, lora.RHO)
+    assert equations.correction == (0, 1)  # only |w|^2 gains the noise term delta E[h^2]
+    assert equations.linearization is None and equations.linearization_function is None
 
 
 def test_reduced_simulator_matches_full_d_sgd_in_law() -> None:
