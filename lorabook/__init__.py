@@ -8,6 +8,8 @@ The package behind the lorabook Jupyter Book, laid out by role and by model:
 * :mod:`lorabook.single_index_lora`: Part II, the single-index model learned from scratch and
   fine-tuned with LoRA: its risk layer, SGD simulators, search phase, task difficulty and the
   variants (non-aligned pre-training, remedies, curriculum, full fine-tuning);
+* :mod:`lorabook.two_layer_lora`: Chapter 8, rank-r LoRA on pre-trained two-layer (committee)
+  networks: the model, its overlaps and risk, and the full SGD simulator;
 * :mod:`lorabook.linear_regression`: Part III, full fine-tuning versus LoRA in linear
   regression, and the gradient flow of the LoRA factors;
 * :mod:`lorabook.publishing`: the book's tooling: figure style, printing to the page column,

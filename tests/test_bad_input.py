@@ -75,6 +75,47 @@ VALID_CALLS: dict[str, Callable[[], dict[str, Any]]] = {
     "activations.squared_base": lambda: dict(name="erf^2"),
     "activations.resolve_teacher": lambda: dict(activation="erf", teacher="He3"),
     "activations.resolve_activation": lambda: dict(name="He1+He3"),
+    # committee integrals (Chapter 8)
+    "committee_integrals.check_committee_activation": lambda: dict(activation="erf"),
+    "committee_integrals.check_covariance": lambda: dict(covariance=np.eye(3), size=3),
+    "committee_integrals.two_point": lambda: dict(activation="erf", covariance=np.eye(2)),
+    "committee_integrals.three_point": lambda: dict(activation="relu", covariance=np.eye(3)),
+    "committee_integrals.four_point": lambda: dict(activation="relu", covariance=np.eye(4), n_nodes=4),
+    "committee_integrals.four_point_with_error": lambda: dict(activation="relu", covariance=np.eye(4), n_nodes=4),
+    "committee_integrals.orthant_probability_4": lambda: dict(correlation=np.eye(4), n_nodes=4),
+    # committee (Chapter 8)
+    "committee.best_rank_r_risk": lambda: dict(
+        activation="linear", pretraining_strength=0.5, n_neurons=3, rank=1, n_weakened=1, n_starts=0, seed=0
+    ),
+    "committee.check_lora_shapes": lambda: dict(
+        U=np.zeros((3, 1)), M=np.zeros((1, 3)), Q_V=np.ones((1, 1)), D=np.eye(3)
+    ),
+    "committee.check_rank": lambda: dict(n_neurons=4, rank=2),
+    "committee.check_teacher": lambda: dict(teacher_weights=np.eye(2, 5), n_neurons=2, dimension=5),
+    "committee.committee_risk": lambda: dict(
+        activation="erf", Q=np.eye(2), R=0.5 * np.eye(2), T_overlap=np.eye(2), readout=0.5
+    ),
+    "committee.committee_risk_gradient": lambda: dict(
+        activation="erf", W=0.5 * np.eye(2, 3), T=np.eye(2, 3), readout=0.5
+    ),
+    "committee.lora_overlaps": lambda: dict(U=np.zeros((3, 1)), M=np.zeros((1, 3)), Q_V=np.ones((1, 1)), D=np.eye(3)),
+    "committee.lora_overlaps_sympy": lambda: dict(n_neurons=3, rank=1),
+    "committee.orthonormal_teacher": lambda: dict(n_neurons=2, dimension=5, seed=0),
+    "committee.pretrained_coefficients": lambda: dict(n_neurons=4, pretraining_strength=0.5, n_weakened=2),
+    "committee.readout_scale": lambda: dict(activation="relu", n_neurons=4),
+    # committee SGD (Chapter 8)
+    "committee_sgd.lora_loss_gradients": lambda: dict(
+        activation="erf",
+        U=np.zeros((2, 1)),
+        V=np.ones((1, 5)) / np.sqrt(5),
+        D=np.eye(2),
+        T=np.eye(2, 5),
+        x=np.ones((3, 5)),
+        readout=0.5,
+    ),
+    "committee_sgd.simulate_committee_lora": lambda: dict(
+        activation="erf", n_neurons=2, rank=1, pretraining_strength=0.5, n_weakened=1, initial_scale=0.01, **SGD
+    ),
     # curriculum
     "curriculum.integrate_curriculum_ode": lambda: dict(
         activation="linear",
@@ -393,11 +434,23 @@ SIZES = {
     "true_rank",
     "k_max",
     "k",
+    "n_neurons",
+    "n_weakened",
+    "n_starts",
+    "size",
 }
 """Integer sizes and counts (k and k_max may be 0; the others must be positive)."""
-MAY_BE_ZERO = {"k", "k_max", "true_rank", "n_steps", "steps", "count"}
+MAY_BE_ZERO = {"k", "k_max", "true_rank", "n_steps", "steps", "count", "n_weakened", "n_starts"}
 ALLOCATES = {
     "sgd.simulate_full": {"dimension", "n_seeds", "n_records", "batch_size"},
+    "committee_sgd.simulate_committee_lora": {"dimension", "n_seeds", "n_records", "batch_size", "n_neurons"},
+    "committee.orthonormal_teacher": {"n_neurons", "dimension"},
+    "committee.pretrained_coefficients": {"n_neurons"},
+    "committee.best_rank_r_risk": {"n_neurons"},
+    "committee.lora_overlaps_sympy": {"n_neurons"},
+    "committee_integrals.four_point": {"n_nodes"},
+    "committee_integrals.four_point_with_error": {"n_nodes"},
+    "committee_integrals.orthant_probability_4": {"n_nodes"},
     "sgd.SGDSettings": {"n_seeds", "n_records", "batch_size"},
     "sgd.simulate_reduced": {"n_seeds", "n_records", "batch_size"},
     "sgd.simulate_sgd": {"n_seeds", "n_records", "batch_size"},
@@ -529,6 +582,18 @@ ARRAYS = {
     "singular_values",
     "switch_times",
     "initial_state",
+    "U",
+    "V",
+    "M",
+    "Q_V",
+    "D",
+    "Q",
+    "R",
+    "W",
+    "T",
+    "T_overlap",
+    "x",
+    "teacher_weights",
 }
 BOOLEANS = {
     "antithetic",

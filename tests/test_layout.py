@@ -31,7 +31,7 @@ def test_every_module_lives_in_a_subpackage_that_lists_it() -> None:
     listed = {module for _, modules in layout for module in modules}
     top_level = {name for name in _lorabook_modules() if name.count(".") == 1}
     assert [subpackage for subpackage, _ in layout] == [
-        "lorabook.toolkit", "lorabook.single_index_lora", "lorabook.linear_regression",
+        "lorabook.toolkit", "lorabook.single_index_lora", "lorabook.two_layer_lora", "lorabook.linear_regression",
         "lorabook.publishing"]
     assert top_level == {"lorabook.deprecation", *(subpackage for subpackage, _ in layout)}
     nested = {name for name in _lorabook_modules()

@@ -8,6 +8,8 @@ Modules:
 * :mod:`lorabook.toolkit.hermite`: Hermite coefficients and information exponents;
 * :mod:`lorabook.toolkit.kernels`: closed-form Gaussian kernels of activation pairs and the
   squared-error risk of two correlated Gaussian pre-activations;
+* :mod:`lorabook.toolkit.committee_integrals`: the two-, three- and four-point Gaussian
+  integrals of two-layer (committee) networks, closed forms and ReLU quadrature;
 * :mod:`lorabook.toolkit.overlap_equations`: a model described once (its vectors, trained
   scalars and unit vectors, overlaps), its overlap ODE derived with sympy and lambdified;
 * :mod:`lorabook.toolkit.ode`: integration of overlap ODEs with escape events;
@@ -16,6 +18,7 @@ Modules:
 
 from lorabook.toolkit import (
     activations,
+    committee_integrals,
     gaussian,
     hermite,
     kernels,
@@ -24,4 +27,13 @@ from lorabook.toolkit import (
     validation,
 )
 
-__all__ = ["activations", "gaussian", "hermite", "kernels", "ode", "overlap_equations", "validation"]
+__all__ = [
+    "activations",
+    "committee_integrals",
+    "gaussian",
+    "hermite",
+    "kernels",
+    "ode",
+    "overlap_equations",
+    "validation",
+]
