@@ -518,6 +518,7 @@ POSITIVE = {
     "atol",
     "first_time",
     "norm_squared",
+    "readout",
 }
 NON_NEGATIVE = {
     "noise_std",
