@@ -60,6 +60,7 @@ simulator the mirrored samples share :math:`x^\perp` up to sign, so the out-of-p
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -213,6 +214,17 @@ class SGDSettings:
     def record_steps(self) -> np.ndarray:
         """The recorded steps, :func:`record_steps` of ``n_steps``, ``n_records``, ``spacing``."""
         return record_steps(self.n_steps, self.n_records, self.spacing)
+
+    def input_batches(self, rng: np.random.Generator) -> Iterator[Iterator[np.ndarray]]:
+        """The Gaussian inputs of a full simulator, step by step, drawn from ``rng``.
+
+        For each of the ``n_steps`` steps, an iterator over blocks of that step's batch, each of
+        shape ``(n_seeds, samples, dimension)`` (antithetic: half drawn, then their mirror
+        images). Samples are drawn in chunks of whole steps when a step is small (at most
+        about 2 million numbers at once), else in blocks of samples; consume each step's blocks
+        before asking for the next step.
+        """
+        return _input_batches(rng, self.n_steps, self.n_seeds, self.batch_size, self.dimension, self.antithetic)
 
     def check_batch_memory(self, numbers_per_sample: int) -> None:
         """Refuse a batch whose Gaussian numbers for every seed would not fit in memory.
@@ -518,6 +530,28 @@ def _mirrored(x: np.ndarray) -> np.ndarray:
     return np.concatenate([x, -x], axis=-2)
 
 
+def _input_batches(rng, n_steps, n_seeds, batch, d, antithetic) -> Iterator[Iterator[np.ndarray]]:
+    """See :meth:`SGDSettings.input_batches`."""
+    # An antithetic batch draws half of its samples and mirrors them, block by block (even blocks).
+    fresh = 2 if antithetic else 1
+    per_step = n_seeds * batch * d
+    steps_per_chunk = max(1, _CHUNK_FLOATS // per_step)
+    block = batch if per_step <= _CHUNK_FLOATS else max(fresh, _CHUNK_FLOATS // (n_seeds * d) // fresh * fresh)
+    complete = _mirrored if antithetic else (lambda x: x)
+    step = 0
+    while step < n_steps:
+        chunk = min(steps_per_chunk, n_steps - step)
+        if block == batch:
+            drawn = rng.standard_normal((chunk, n_seeds, batch // fresh, d))
+            for c in range(chunk):
+                yield iter((complete(drawn[c]),))
+        else:
+            for _ in range(chunk):
+                yield (complete(rng.standard_normal((n_seeds, min(block, batch - start) // fresh, d)))
+                       for start in range(0, batch, block))
+        step += chunk
+
+
 def _run_full(rng, functions, m0, u0, d, eta, batch, n_steps, mu, train_scale, recorder, stop, antithetic):
     s, s_prime, s_star = functions
     n_seeds = m0.size
@@ -532,38 +566,24 @@ def _run_full(rng, functions, m0, u0, d, eta, batch, n_steps, mu, train_scale, r
     m = v @ w_star
     if recorder.observe(0, m, u) and stop:
         return 0, m, u
-    # Samples are drawn in chunks of whole steps when a step is small, else in blocks of samples.
-    # An antithetic batch draws half of its samples and mirrors them, block by block (even blocks).
-    fresh = 2 if antithetic else 1
-    per_step = n_seeds * batch * d
-    steps_per_chunk = max(1, _CHUNK_FLOATS // per_step)
-    block = batch if per_step <= _CHUNK_FLOATS else max(fresh, _CHUNK_FLOATS // (n_seeds * d) // fresh * fresh)
-    complete = _mirrored if antithetic else (lambda x: x)
-    step = 0
-    while step < n_steps:
-        chunk = min(steps_per_chunk, n_steps - step)
-        drawn = rng.standard_normal((chunk, n_seeds, batch // fresh, d)) if block == batch else None
-        for c in range(chunk):
-            grad_v = np.zeros((n_seeds, d))
-            grad_u = np.zeros(n_seeds)
-            for start in range(0, batch, block):
-                x = complete(drawn[c] if drawn is not None
-                             else rng.standard_normal((n_seeds, min(block, batch - start) // fresh, d)))
-                along_v = (x @ v[:, :, None])[..., 0]  # v . x_i, shape (seeds, samples)
-                lam_star = x @ w_star
-                lam = mu * lam_star + u[:, None] * along_v
-                h = (s(lam) - s_star(lam_star)) * s_prime(lam)
-                grad_v += (((u[:, None] * h)[:, None, :]) @ x)[:, 0, :]
-                grad_u += np.sum(h * along_v, axis=1)
-            v = v - (eta / batch) * grad_v
-            v /= np.linalg.norm(v, axis=1, keepdims=True)
-            if train_scale:
-                u = u - (eta / batch) * grad_u
-            step += 1
-            m = np.clip(v @ w_star, -1.0, 1.0)
-            if recorder.observe(step, m, u) and stop:
-                return step, m, u
-    return step, m, u
+    for step, blocks in enumerate(_input_batches(rng, n_steps, n_seeds, batch, d, antithetic)):
+        grad_v = np.zeros((n_seeds, d))
+        grad_u = np.zeros(n_seeds)
+        for x in blocks:
+            along_v = (x @ v[:, :, None])[..., 0]  # v . x_i, shape (seeds, samples)
+            lam_star = x @ w_star
+            lam = mu * lam_star + u[:, None] * along_v
+            h = (s(lam) - s_star(lam_star)) * s_prime(lam)
+            grad_v += (((u[:, None] * h)[:, None, :]) @ x)[:, 0, :]
+            grad_u += np.sum(h * along_v, axis=1)
+        v = v - (eta / batch) * grad_v
+        v /= np.linalg.norm(v, axis=1, keepdims=True)
+        if train_scale:
+            u = u - (eta / batch) * grad_u
+        m = np.clip(v @ w_star, -1.0, 1.0)
+        if recorder.observe(step + 1, m, u) and stop:
+            return step + 1, m, u
+    return n_steps, m, u
 
 
 def _run_reduced(rng, functions, m0, u0, d, eta, batch, n_steps, mu, train_scale, recorder, stop, antithetic):

@@ -60,10 +60,6 @@ from lorabook.two_layer_lora.committee import (
 
 __all__ = ["CommitteeSGDResult", "lora_loss_gradients", "simulate_committee_lora"]
 
-_CHUNK_FLOATS = 2**21
-"""Gaussian numbers drawn per call (16 MB of float64)."""
-
-
 @dataclass(frozen=True)
 class CommitteeSGDResult:
     r"""Trajectories of the LoRA statistics of one-pass SGD on the committee (seed axis first).
@@ -253,14 +249,6 @@ def simulate_committee_lora(
     recorded_m = np.empty((n_seeds, record.size, r, K))
     recorded_q = np.empty((n_seeds, record.size, r, r))
     eta = settings.learning_rate
-    fresh = 2 if settings.antithetic else 1
-    per_step = n_seeds * batch * d
-    steps_per_chunk = max(1, _CHUNK_FLOATS // per_step)
-    block = batch if per_step <= _CHUNK_FLOATS else max(fresh, _CHUNK_FLOATS // (n_seeds * d) // fresh * fresh)
-
-    def complete(x: np.ndarray) -> np.ndarray:
-        return np.concatenate([x, -x], axis=-2) if settings.antithetic else x
-
     next_record = 0
 
     def observe(step: int) -> None:
@@ -272,24 +260,17 @@ def simulate_committee_lora(
             next_record += 1
 
     observe(0)
-    step = 0
-    while step < settings.n_steps:
-        chunk = min(steps_per_chunk, settings.n_steps - step)
-        drawn = rng.standard_normal((chunk, n_seeds, batch // fresh, d)) if block == batch else None
-        for c in range(chunk):
-            grad_u = np.zeros_like(U)
-            grad_v = np.zeros_like(V)
-            for start in range(0, batch, block):
-                x = complete(drawn[c] if drawn is not None
-                             else rng.standard_normal((n_seeds, min(block, batch - start) // fresh, d)))
-                _, block_u, block_v = _accumulate(functions, g, U, V, teacher, D, x)
-                grad_u += block_u
-                grad_v += block_v
-            U = U - (eta / batch) * grad_u
-            V = V - (eta / batch) * grad_v
-            V /= np.linalg.norm(V, axis=-1, keepdims=True)
-            step += 1
-            observe(step)
+    for step, blocks in enumerate(settings.input_batches(rng), start=1):
+        grad_u = np.zeros_like(U)
+        grad_v = np.zeros_like(V)
+        for x in blocks:
+            _, block_u, block_v = _accumulate(functions, g, U, V, teacher, D, x)
+            grad_u += block_u
+            grad_v += block_v
+        U = U - (eta / batch) * grad_u
+        V = V - (eta / batch) * grad_v
+        V /= np.linalg.norm(V, axis=-1, keepdims=True)
+        observe(step)
     R, Q = lora_overlaps(recorded_u, recorded_m, recorded_q, D)
     risk = committee_risk(name, Q, R, np.eye(K), g)
     return CommitteeSGDResult(
