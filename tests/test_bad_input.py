@@ -91,6 +91,7 @@ VALID_CALLS: dict[str, Callable[[], dict[str, Any]]] = {
         U=np.zeros((3, 1)), M=np.zeros((1, 3)), Q_V=np.ones((1, 1)), D=np.eye(3)
     ),
     "committee.check_rank": lambda: dict(n_neurons=4, rank=2),
+    "committee.check_overlaps": lambda: dict(Q=np.eye(2), R=0.5 * np.eye(2), T_overlap=np.eye(2)),
     "committee.check_teacher": lambda: dict(teacher_weights=np.eye(2, 5), n_neurons=2, dimension=5),
     "committee.committee_risk": lambda: dict(
         activation="erf", Q=np.eye(2), R=0.5 * np.eye(2), T_overlap=np.eye(2), readout=0.5
@@ -98,11 +99,37 @@ VALID_CALLS: dict[str, Callable[[], dict[str, Any]]] = {
     "committee.committee_risk_gradient": lambda: dict(
         activation="erf", W=0.5 * np.eye(2, 3), T=np.eye(2, 3), readout=0.5
     ),
+    "committee.committee_gradient_covariance": lambda: dict(
+        activation="relu", Q=np.eye(2), R=0.5 * np.eye(2), T_overlap=np.eye(2), readout=0.5
+    ),
     "committee.lora_overlaps": lambda: dict(U=np.zeros((3, 1)), M=np.zeros((1, 3)), Q_V=np.ones((1, 1)), D=np.eye(3)),
     "committee.lora_overlaps_sympy": lambda: dict(n_neurons=3, rank=1),
     "committee.orthonormal_teacher": lambda: dict(n_neurons=2, dimension=5, seed=0),
     "committee.pretrained_coefficients": lambda: dict(n_neurons=4, pretraining_strength=0.5, n_weakened=2),
     "committee.readout_scale": lambda: dict(activation="relu", n_neurons=4),
+    # committee ODE (Chapter 8)
+    "overlap_equations.committee_equations": lambda: dict(
+        model=importlib.import_module("lorabook.two_layer_lora.committee_ode").lora_committee_model(2, 1)
+    ),
+    "overlap_equations.committee_symbols": lambda: dict(n_students=2, n_teachers=2),
+    "committee_ode.lora_committee_model": lambda: dict(n_neurons=3, rank=1),
+    "committee_ode.lora_committee_equations": lambda: dict(n_neurons=2, rank=1),
+    "committee_ode.pack_statistics": lambda: dict(U=np.zeros((3, 1)), M=np.zeros((1, 3)), Q_V=np.ones((1, 1))),
+    "committee_ode.unpack_statistics": lambda: dict(state=np.zeros(6), n_neurons=3, rank=1),
+    "committee_ode.committee_risk_derivatives": lambda: dict(
+        activation="erf", Q=np.eye(2), R=0.5 * np.eye(2), T_overlap=np.eye(2), readout=0.5
+    ),
+    "committee_ode.committee_ode_rhs": lambda: dict(
+        activation="erf", state=np.full(4, 0.1), n_neurons=2, rank=1, pretraining_strength=0.5, n_weakened=1,
+        noise_strength=0.0
+    ),
+    "committee_ode.integrate_committee_ode": lambda: dict(
+        activation="erf", U=np.zeros((2, 1)), M=np.array([[0.1, 0.0]]), Q_V=np.ones((1, 1)), final_time=1.0,
+        pretraining_strength=0.5, n_weakened=1, noise_strength=0.0, n_times=5
+    ),
+    "committee_ode.committee_linearization": lambda: dict(
+        activation="erf", n_neurons=2, rank=1, pretraining_strength=0.5, n_weakened=1
+    ),
     # committee SGD (Chapter 8)
     "committee_sgd.lora_loss_gradients": lambda: dict(
         activation="erf",
@@ -438,6 +465,8 @@ SIZES = {
     "n_weakened",
     "n_starts",
     "size",
+    "n_students",
+    "n_teachers",
 }
 """Integer sizes and counts (k and k_max may be 0; the others must be positive)."""
 MAY_BE_ZERO = {"k", "k_max", "true_rank", "n_steps", "steps", "count", "n_weakened", "n_starts"}
@@ -448,6 +477,11 @@ ALLOCATES = {
     "committee.pretrained_coefficients": {"n_neurons"},
     "committee.best_rank_r_risk": {"n_neurons"},
     "committee.lora_overlaps_sympy": {"n_neurons"},
+    "committee_ode.lora_committee_model": {"n_neurons"},
+    "committee_ode.lora_committee_equations": {"n_neurons"},
+    "committee_ode.committee_linearization": {"n_neurons"},
+    "committee_ode.integrate_committee_ode": {"n_times"},
+    "overlap_equations.committee_symbols": {"n_students", "n_teachers"},
     "committee_integrals.four_point": {"n_nodes"},
     "committee_integrals.four_point_with_error": {"n_nodes"},
     "committee_integrals.orthant_probability_4": {"n_nodes"},
@@ -501,6 +535,10 @@ MATCHED = {
     "factor_dynamics.reduced_population_loss": {"state"},
     "factor_dynamics.reduced_rhs": {"state"},
     "remedies.integrate_non_aligned_ode": {"initial_state"},
+    "committee_ode.unpack_statistics": {"state"},
+    "committee_ode.committee_ode_rhs": {"state"},
+    "committee_ode.pack_statistics": {"M", "Q_V"},
+    "committee_ode.integrate_committee_ode": {"M", "Q_V"},
 }
 """Arrays whose shape must match other arguments (or a fixed length): one more column is wrong."""
 POSITIVE = {

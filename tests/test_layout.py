@@ -49,7 +49,6 @@ def test_a_docstring_that_leaves_a_module_out_is_refused(monkeypatch: pytest.Mon
 # Book tooling tested elsewhere than tests/publishing/test_<module>.py: the file that does, and
 # the text in it that shows it.
 TESTED_ELSEWHERE = {
-    "lorabook.publishing.reexecute": ("tests/test_book.py", "reexecute."),
     # The README's CI steps build the student edition and check Binder; test_book checks the
     # README has those steps, and CI runs them.
     "lorabook.publishing.editions": ("tests/test_book.py", "python -m lorabook.publishing student-edition"),

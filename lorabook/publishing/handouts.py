@@ -78,7 +78,8 @@ def print_handouts(site: Path | str, output: Path | str) -> list[Handout]:
     ValueError
         If ``site`` holds no chapter pages.
     HandoutError
-        If a handout lost figures or equations or its first page is blank.
+        If a handout lost figures or equations or its first page is blank; every chapter is
+        printed and checked first, and the error names every failed handout, one a line.
     """
     site, output = Path(site).resolve(), Path(output)
     pages = chapter_pages(site)
@@ -86,7 +87,16 @@ def print_handouts(site: Path | str, output: Path | str) -> list[Handout]:
         raise ValueError(f"site={str(site)!r} has no chapter pages (book/chNN_*.html): build it first")
     output.mkdir(parents=True, exist_ok=True)
     printed = asyncio.run(_print_all(site, pages, output))
-    return [check_handout(*facts) for facts in printed]
+    checked: list[Handout] = []
+    failures: list[str] = []
+    for facts in printed:
+        try:
+            checked.append(check_handout(*facts))
+        except HandoutError as error:  # check the others too: one run names every bad chapter
+            failures.append(str(error))
+    if failures:
+        raise HandoutError("\n".join(failures))
+    return checked
 
 
 PRINT_CONCURRENCY = 3

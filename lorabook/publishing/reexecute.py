@@ -22,13 +22,16 @@ removed by the next run (and is never collected as a chapter).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import signal
 import stat
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 __all__ = [
@@ -168,14 +171,52 @@ def execute_notebook(path: Path, url: str, timeout: int = 600) -> float:
         record_timing=False,
     )
     started = time.perf_counter()
-    client.execute()
+    handler = signal.getsignal(signal.SIGTERM)
+    try:
+        client.execute()
+    finally:
+        # nbclient handles SIGTERM while it runs, then resets it to the default action (instant
+        # death: a write in progress would leave its temporary file); give back the handler.
+        if handler is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, handler)
     elapsed = time.perf_counter() - started
     write_atomically(notebook, path)
     return elapsed
 
 
+@contextlib.contextmanager
+def _sigterm_held() -> Iterator[None]:
+    """Hold SIGTERM until the block is over, then deliver it to the handler that was in place.
+
+    A signal mask would not do: a signal sent to the process goes to any thread that does not
+    block it. Python runs signal handlers in the main thread only, so elsewhere the block runs
+    as it is.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+        if received:
+            signal.raise_signal(signal.SIGTERM)
+
+
 def write_atomically(notebook: object, path: Path) -> None:
-    """Write ``notebook`` to ``path`` whole or not at all (a temporary file, then a rename)."""
+    """Write ``notebook`` to ``path`` whole or not at all (a temporary file, then a rename).
+
+    SIGTERM waits until the write is over (the notebook is then whole and new, and no temporary
+    file is left, even if it came between creating the file and the clean-up being armed);
+    SIGKILL cannot wait, and leaves the temporary file for :func:`remove_temporaries`.
+    """
+    with _sigterm_held():
+        _write_atomically(notebook, path)
+
+
+def _write_atomically(notebook: object, path: Path) -> None:
     import nbformat
 
     handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".ipynb", dir=path.parent)

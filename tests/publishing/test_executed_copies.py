@@ -65,12 +65,33 @@ def _book_with_a_package(folder: Path, value: int) -> Path:
     return book
 
 
+# Hypothesis's pytest plugin takes about a second to import in every pytest process and has
+# nothing to do with nbval or the book's conftest.
+NO_HYPOTHESIS = ["-p", "no:hypothesispytest"]
+
+
 def _nbval(book: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "--nbval", "-p", "no:cacheprovider", "-o", "addopts=",
-         "--rootdir", str(book), str(book / "book" / "ch05_tiny.ipynb")],
+        [sys.executable, "-m", "pytest", "--nbval", "-p", "no:cacheprovider", *NO_HYPOTHESIS,
+         "-o", "addopts=", "--rootdir", str(book), str(book / "book" / "ch05_tiny.ipynb")],
         capture_output=True, text=True, cwd=book, timeout=300, check=False,
     )
+
+
+@pytest.fixture(scope="module")
+def tested_book(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The book with a package (VALUE = 2) after a passing strict nbval run: its executed copy
+    is fresh. Tests change a copy of this folder (:func:`_copy_of`), never the folder itself."""
+    book = _book_with_a_package(tmp_path_factory.mktemp("tested") / "book", value=2)
+    tested = _nbval(book)
+    assert tested.returncode == 0, tested.stdout[-2000:]
+    return book
+
+
+def _copy_of(book: Path, folder: Path) -> Path:
+    """A copy of ``book`` in ``folder``; its executed copy stays fresh (the fingerprint hashes
+    paths relative to the book, and the copy keeps every file's content)."""
+    return Path(shutil.copytree(book, folder / "book", symlinks=True))
 
 
 def _page_text(book: Path) -> str:
@@ -78,10 +99,10 @@ def _page_text(book: Path) -> str:
 
 
 @pytest.mark.slow
-def test_nbval_leaves_the_run_that_the_build_shows_without_executing_again(tmp_path: Path) -> None:
-    book = _book_with_a_package(tmp_path / "book", value=2)
-    tested = _nbval(book)
-    assert tested.returncode == 0, tested.stdout[-2000:]
+def test_nbval_leaves_the_run_that_the_build_shows_without_executing_again(
+    tested_book: Path, tmp_path: Path
+) -> None:
+    book = _copy_of(tested_book, tmp_path)
     copy = executed_copies.copy_path(book, "book/ch05_tiny")
     assert executed_copies.execution_data(nbformat.read(copy, 4))["method"] == "nbval"
     built = _build(book, LORABOOK_EXECUTED_NOTEBOOKS="")
@@ -92,12 +113,13 @@ def test_nbval_leaves_the_run_that_the_build_shows_without_executing_again(tmp_p
 
 @pytest.mark.slow
 def test_a_change_that_alters_a_printed_result_fails_nbval_and_the_site_shows_the_new_one(
-    tmp_path: Path,
+    tested_book: Path, tmp_path: Path
 ) -> None:
-    book = _book_with_a_package(tmp_path / "book", value=2)
-    assert _nbval(book).returncode == 0
+    book = _copy_of(tested_book, tmp_path)
     copy = executed_copies.copy_path(book, "book/ch05_tiny")
-    assert copy.is_file()
+    chapter = nbformat.read(book / "book" / "ch05_tiny.ipynb", as_version=4)
+    fresh = executed_copies.stale_reason(nbformat.read(copy, 4), chapter, executed_copies.fingerprint(book))
+    assert fresh == "", fresh  # left fresh by the passing nbval run: only the change below stales it
     # The package now prints 3 where the chapter committed 2.
     (book / "tinypkg" / "__init__.py").write_text("VALUE = 3\n", encoding="utf-8")
     # Built before the tests run again, the site does not show the old copy: it executes.
@@ -114,7 +136,7 @@ def test_a_change_that_alters_a_printed_result_fails_nbval_and_the_site_shows_th
 
 def test_the_book_conftest_marks_chapter_cells_as_notebook_tests() -> None:
     listed = subprocess.run(
-        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-m", "not notebook",
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-m", "not notebook", *NO_HYPOTHESIS,
          str(ROOT / "book" / "ch01_gaussian_integrals.ipynb")],
         capture_output=True, text=True, cwd=ROOT, timeout=120, check=False,
         env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},

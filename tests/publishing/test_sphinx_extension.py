@@ -191,7 +191,12 @@ def test_a_stale_executed_copy_fails_the_build(tmp_path: Path) -> None:
     folder = _tiny_book(tmp_path / "book")
     executed = tmp_path / "executed" / "book"
     executed.mkdir(parents=True)
-    notebook = nbformat.read(folder / "book" / "ch05_tiny.ipynb", as_version=4)
+    chapter = folder / "book" / "ch05_tiny.ipynb"
+    notebook = nbformat.read(chapter, as_version=4)
+    # Having rejected the copy, the build would execute the chapter: a kernel started for
+    # nothing (seconds). The stale copy is reported while the chapter is read, before that.
+    notebook.metadata["mystnb"] = {"execution_mode": "off"}
+    nbformat.write(notebook, chapter)
     notebook.cells[2].source = "print(6 * 8)"
     nbformat.write(notebook, executed / "ch05_tiny.ipynb")
     result = _build(folder, LORABOOK_EXECUTED_NOTEBOOKS=str(tmp_path / "executed"))
