@@ -210,7 +210,7 @@ def write_atomically(notebook: object, path: Path) -> None:
 
     SIGTERM waits until the write is over (the notebook is then whole and new, and no temporary
     file is left, even if it came between creating the file and the clean-up being armed);
-    SIGKILL cannot wait, and leaves the temporary file for :func:`remove_temporaries`.
+    SIGKILL cannot wait, and leaves the temporary file for ``remove_temporaries``.
     """
     with _sigterm_held():
         _write_atomically(notebook, path)
